@@ -1,0 +1,48 @@
+"""All configuration in one object, read from CAMPAIGND_* environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_ALLOWED_TARGETS = "127.0.0.0/8,::1/128,localhost"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAMPAIGND_", extra="ignore")
+
+    database_url: str = "sqlite:///./campaignd.db"
+    api_token: str | None = None
+    allowed_targets: str = DEFAULT_ALLOWED_TARGETS
+    # Fernet key (urlsafe base64, 32 bytes) for account secrets at rest.
+    secret_key: str | None = None
+    # Where a generated key is kept when CAMPAIGND_SECRET_KEY is not set.
+    secret_key_file: str = "campaignd.key"
+    # Where recipients reach this service, for unsubscribe links in messages.
+    public_url: str = "http://127.0.0.1:8080"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Seconds a stopping runner waits for in-flight requests before cancelling them.
+    drain_seconds: float = Field(default=0.5, ge=0)
+    # Worker processes per traffic campaign. 1: in the server's loop; N > 1: N processes;
+    # 0: automatic, in-process up to 200 req/s, else one process per core (traffic/pool.py).
+    traffic_workers: int = Field(default=0, ge=0)
+    # Resume campaigns that were generating or sending when the process died.
+    recover_on_start: bool = True
+    # Message sending: concurrent sends per campaign and recipients claimed per batch.
+    send_concurrency: int = Field(default=64, ge=1, le=1024)
+    claim_batch: int = Field(default=500, ge=1, le=5000)
+
+
+def async_database_url(url: str) -> str:
+    """The SQLAlchemy async URL for a user-facing database URL."""
+    if url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://"):
+        return url
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
