@@ -1,0 +1,552 @@
+"""Accounts, audiences, contacts, suppressions, message campaigns and the delivery ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Integer,
+    and_,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from campaignd.domain.errors import Conflict, NotFound
+from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
+from campaignd.store import status as status_store
+from campaignd.store.db import Database, utcnow
+from campaignd.store.rows import to_dict
+from campaignd.store.tables import (
+    accounts,
+    audiences,
+    contacts,
+    deliveries,
+    message_campaigns,
+    suppressions,
+)
+
+M = message_campaigns
+D = deliveries
+C = contacts
+SENT, FAILED, SENDING = "sent", "failed", "sending"
+# Multi-row INSERTs stay under PostgreSQL's 32,767 bind parameters (and SQLite's limit).
+ROWS_PER_STATEMENT = 1000
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    contact_id: int
+    ok: bool
+    attempts: int
+    error: str | None
+
+
+def normalize_address(address: str) -> str:
+    return address.strip().lower()
+
+
+class MessagingRepository:
+    """All SQL for message campaigns; callers speak in intents, not queries."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _insert_ignore(self, table: Any) -> Any:
+        dialect = postgresql if self.db.is_postgres else sqlite
+        return dialect.insert(table)
+
+    # accounts -------------------------------------------------------------------------
+    async def create_account(self, data: dict[str, Any]) -> dict[str, Any]:
+        now = utcnow()
+        async with self.db.transaction() as conn:
+            row = (
+                await conn.execute(
+                    insert(accounts)
+                    .values(**data, created_at=now, updated_at=now)
+                    .returning(accounts)
+                )
+            ).first()
+        return to_dict(row)  # type: ignore[return-value]
+
+    async def list_accounts(self) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(accounts).order_by(accounts.c.id))).all()
+        return [to_dict(r) for r in rows]  # type: ignore[misc]
+
+    async def get_account(self, account_id: int) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
+        if row is None:
+            raise NotFound(f"Account {account_id} does not exist.", account_id=account_id)
+        return to_dict(row)  # type: ignore[return-value]
+
+    async def update_account(self, account_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        async with self.db.transaction() as conn:
+            row = (
+                await conn.execute(
+                    update(accounts)
+                    .where(accounts.c.id == account_id)
+                    .values(**data, updated_at=utcnow())
+                    .returning(accounts)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"Account {account_id} does not exist.", account_id=account_id)
+        return to_dict(row)  # type: ignore[return-value]
+
+    async def delete_account(self, account_id: int) -> None:
+        async with self.db.transaction() as conn:
+            users = (
+                (await conn.execute(select(M.c.id).where(M.c.account_id == account_id)))
+                .scalars()
+                .all()
+            )
+            if users:
+                raise Conflict(
+                    f"Account {account_id} is used by campaign(s) {', '.join(map(str, users))}.",
+                    account_id=account_id,
+                    campaign_ids=list(users),
+                )
+            result = await conn.execute(delete(accounts).where(accounts.c.id == account_id))
+        if result.rowcount == 0:
+            raise NotFound(f"Account {account_id} does not exist.", account_id=account_id)
+
+    async def sealed_secrets(self, limit: int = 1) -> list[str]:
+        """Some stored secret tokens (to check the key can open them at start-up)."""
+        async with self.db.read() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        select(accounts.c.secrets)
+                        .where(accounts.c.secrets.is_not(None))
+                        .limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            sessions = (
+                (
+                    await conn.execute(
+                        select(M.c.session).where(M.c.session.is_not(None)).limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        return [*rows, *sessions]
+
+    # audiences and contacts -----------------------------------------------------------
+    async def create_audience(self, name: str) -> dict[str, Any]:
+        async with self.db.transaction() as conn:
+            row = (
+                await conn.execute(
+                    insert(audiences).values(name=name, created_at=utcnow()).returning(audiences)
+                )
+            ).first()
+        return {**to_dict(row), "contact_count": 0}  # type: ignore[dict-item]
+
+    async def list_audiences(self) -> list[dict[str, Any]]:
+        counts = (
+            select(C.c.audience_id, func.count().label("n")).group_by(C.c.audience_id).subquery()
+        )
+        query = (
+            select(audiences, func.coalesce(counts.c.n, 0).label("contact_count"))
+            .outerjoin(counts, counts.c.audience_id == audiences.c.id)
+            .order_by(audiences.c.id)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [to_dict(r) for r in rows]  # type: ignore[misc]
+
+    async def get_audience(self, audience_id: int) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(select(audiences).where(audiences.c.id == audience_id))
+            ).first()
+            if row is None:
+                raise NotFound(f"Audience {audience_id} does not exist.", audience_id=audience_id)
+            count = (
+                await conn.execute(select(func.count()).where(C.c.audience_id == audience_id))
+            ).scalar_one()
+        return {**to_dict(row), "contact_count": count}  # type: ignore[dict-item]
+
+    async def add_contacts(self, audience_id: int, rows: list[dict[str, Any]]) -> int:
+        """Insert contacts, skipping external ids already in the audience; return how many."""
+        now = utcnow()
+        inserted = 0
+        async with self.db.transaction() as conn:
+            for chunk in _chunks(rows, ROWS_PER_STATEMENT):
+                values = [{**r, "audience_id": audience_id, "created_at": now} for r in chunk]
+                statement = (
+                    self._insert_ignore(C).values(values).on_conflict_do_nothing().returning(C.c.id)
+                )
+                inserted += len((await conn.execute(statement)).scalars().all())
+        return inserted
+
+    async def list_contacts(
+        self, audience_id: int, after_id: int, limit: int
+    ) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(C.c.id, C.c.external_id, C.c.address, C.c.attributes)
+                    .where(C.c.audience_id == audience_id, C.c.id > after_id)
+                    .order_by(C.c.id)
+                    .limit(limit)
+                )
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    # suppressions ---------------------------------------------------------------------
+    async def suppress(self, address: str, reason: str | None) -> dict[str, Any]:
+        address = normalize_address(address)
+        statement = (
+            self._insert_ignore(suppressions)
+            .values(address=address, reason=reason, created_at=utcnow())
+            .on_conflict_do_nothing()
+        )
+        async with self.db.transaction() as conn:
+            await conn.execute(statement)
+            row = (
+                await conn.execute(select(suppressions).where(suppressions.c.address == address))
+            ).first()
+        return to_dict(row)  # type: ignore[return-value]
+
+    async def list_suppressions(self, after: str, limit: int) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(suppressions)
+                    .where(suppressions.c.address > after)
+                    .order_by(suppressions.c.address)
+                    .limit(limit)
+                )
+            ).all()
+        return [to_dict(r) for r in rows]  # type: ignore[misc]
+
+    async def unsuppress(self, address: str) -> None:
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                delete(suppressions).where(suppressions.c.address == normalize_address(address))
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"'{address}' is not suppressed.", address=address)
+
+    # campaigns ------------------------------------------------------------------------
+    async def create_campaign(self, data: dict[str, Any]) -> dict[str, Any]:
+        now = utcnow()
+        async with self.db.transaction() as conn:
+            row = (
+                await conn.execute(
+                    insert(M)
+                    .values(
+                        **data, status=CampaignStatus.DRAFT.value, created_at=now, updated_at=now
+                    )
+                    .returning(M)
+                )
+            ).first()
+            assert row is not None
+            await status_store.record_event(
+                conn, CampaignKind.MESSAGE, row.id, "created", to_status="draft"
+            )
+        return to_dict(row)  # type: ignore[return-value]
+
+    async def list_campaigns(self, status: str | None = None) -> list[dict[str, Any]]:
+        query = select(M).order_by(M.c.id)
+        if status:
+            query = query.where(M.c.status == status)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [to_dict(r) for r in rows]  # type: ignore[misc]
+
+    async def get_campaign(self, campaign_id: int) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(M).where(M.c.id == campaign_id))).first()
+        if row is None:
+            raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
+        return to_dict(row)  # type: ignore[return-value]
+
+    async def update_campaign(
+        self, campaign_id: int, data: dict[str, Any], audit: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        async with self.db.transaction() as conn:
+            row = (
+                await conn.execute(
+                    update(M)
+                    .where(M.c.id == campaign_id)
+                    .values(**data, version=M.c.version + 1, updated_at=utcnow())
+                    .returning(M)
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
+            await status_store.record_event(
+                conn, CampaignKind.MESSAGE, campaign_id, "edited", details=audit or data
+            )
+        return to_dict(row)  # type: ignore[return-value]
+
+    async def delete_campaign(self, campaign_id: int) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(delete(D).where(D.c.campaign_id == campaign_id))
+            result = await conn.execute(delete(M).where(M.c.id == campaign_id))
+        if result.rowcount == 0:
+            raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
+
+    async def transition(
+        self,
+        campaign_id: int,
+        requested: CampaignStatus,
+        actor: Actor = Actor.OPERATOR,
+        **extra: Any,
+    ) -> CampaignStatus:
+        async with self.db.transaction() as conn:
+            return await status_store.transition(
+                conn, M, CampaignKind.MESSAGE, campaign_id, requested, actor, extra=extra
+            )
+
+    async def set_sending(
+        self, campaign_id: int, runner_id: str | None, error: str | None = None
+    ) -> None:
+        values: dict[str, Any] = {"sending": runner_id is not None, "runner_id": runner_id}
+        if error is not None:
+            values["last_error"] = error
+        async with self.db.transaction() as conn:
+            await conn.execute(update(M).where(M.c.id == campaign_id).values(**values))
+
+    # the ledger -----------------------------------------------------------------------
+    async def counts(self, campaign_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+        """sent / failed / sending per campaign, straight from the ledger."""
+        ids = list(campaign_ids)
+        result = {cid: {SENT: 0, FAILED: 0, SENDING: 0} for cid in ids}
+        if not ids:
+            return result
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(D.c.campaign_id, D.c.state, func.count())
+                    .where(D.c.campaign_id.in_(ids))
+                    .group_by(D.c.campaign_id, D.c.state)
+                )
+            ).all()
+        for campaign_id, state, count in rows:
+            result[campaign_id][state] = count
+        return result
+
+    def _eligible(self, campaign_id: int, audience_id: int) -> Any:
+        return and_(
+            C.c.audience_id == audience_id,
+            ~exists().where(D.c.campaign_id == campaign_id, D.c.contact_id == C.c.id),
+            ~exists().where(suppressions.c.address == func.lower(C.c.address)),
+        )
+
+    async def candidates(
+        self, campaign_id: int, audience_id: int, after_id: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """The next contacts by id with no delivery row for this campaign and not suppressed."""
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(C.c.id, C.c.external_id, C.c.address, C.c.attributes)
+                    .where(C.c.id > after_id, self._eligible(campaign_id, audience_id))
+                    .order_by(C.c.id)
+                    .limit(limit)
+                )
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    async def count_eligible(self, campaign_id: int, audience_id: int) -> int:
+        async with self.db.read() as conn:
+            return int(
+                (
+                    await conn.execute(
+                        select(func.count())
+                        .select_from(C)
+                        .where(self._eligible(campaign_id, audience_id))
+                    )
+                ).scalar_one()
+            )
+
+    async def claim(self, campaign_id: int, claims: list[tuple[int, str | None]]) -> set[int]:
+        """Write 'sending' rows before sending; return the contact ids this call won."""
+        if not claims:
+            return set()
+        now = utcnow()
+        values = [
+            {
+                "campaign_id": campaign_id,
+                "contact_id": cid,
+                "state": SENDING,
+                "attempts": 0,
+                "variant": variant,
+                "claimed_at": now,
+            }
+            for cid, variant in claims
+        ]
+        won: set[int] = set()
+        async with self.db.transaction() as conn:
+            for chunk in _chunks(values, ROWS_PER_STATEMENT):
+                statement = (
+                    self._insert_ignore(D)
+                    .values(chunk)
+                    .on_conflict_do_nothing()
+                    .returning(D.c.contact_id)
+                )
+                won.update((await conn.execute(statement)).scalars().all())
+        return won
+
+    async def record(self, campaign_id: int, outcomes: list[DeliveryOutcome]) -> None:
+        """Settle claimed rows as sent or failed, in one transaction.
+
+        Outcomes are grouped by what they write (state, attempts, error): nearly all are
+        "sent after 1 attempt", so a batch becomes a few UPDATE .. IN (..) statements rather
+        than one round trip per row.
+        """
+        if not outcomes:
+            return
+        groups: dict[tuple[bool, int, str | None], list[int]] = {}
+        for outcome in outcomes:
+            groups.setdefault((outcome.ok, outcome.attempts, outcome.error), []).append(
+                outcome.contact_id
+            )
+        now = utcnow()
+        async with self.db.transaction() as conn:
+            for (ok, attempts, error), contact_ids in groups.items():
+                for chunk in _chunks(contact_ids, ROWS_PER_STATEMENT):
+                    await conn.execute(
+                        update(D)
+                        .where(D.c.campaign_id == campaign_id, D.c.contact_id.in_(chunk))
+                        .values(
+                            state=SENT if ok else FAILED,
+                            attempts=D.c.attempts + attempts,
+                            finished_at=now,
+                            last_error=error,
+                        )
+                    )
+
+    async def release(self, campaign_id: int, contact_ids: list[int]) -> None:
+        """Give back claims that were never sent (stop, or a lowered limit)."""
+        if not contact_ids:
+            return
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                delete(D).where(
+                    D.c.campaign_id == campaign_id,
+                    D.c.contact_id.in_(contact_ids),
+                    D.c.state == SENDING,
+                )
+            )
+
+    async def in_doubt(self, campaign_id: int, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """Claims left 'sending' by a crash, with their contacts, by contact id."""
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(C.c.id, C.c.external_id, C.c.address, C.c.attributes, D.c.variant)
+                    .join(D, D.c.contact_id == C.c.id)
+                    .where(D.c.campaign_id == campaign_id, D.c.state == SENDING, C.c.id > after_id)
+                    .order_by(C.c.id)
+                    .limit(limit)
+                )
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    async def settle_in_doubt(self, campaign_id: int, reason: str) -> int:
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                update(D)
+                .where(D.c.campaign_id == campaign_id, D.c.state == SENDING)
+                .values(state=FAILED, finished_at=utcnow(), last_error=reason)
+            )
+        return int(result.rowcount or 0)
+
+    async def due_campaigns(self) -> list[dict[str, Any]]:
+        """Scheduled campaigns whose start time has come."""
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(M.c.id).where(M.c.status == "scheduled", M.c.start_at <= utcnow())
+                )
+            ).all()
+        return [{"id": r.id} for r in rows]
+
+    async def sending_campaigns(self) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(M).where(or_(M.c.sending.is_(True), M.c.status == "running"))
+                )
+            ).all()
+        return [to_dict(r) for r in rows]  # type: ignore[misc]
+
+    async def series(
+        self, campaign_id: int, bucket_seconds: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """Sent and failed per time bucket, oldest first."""
+        epoch = (
+            func.extract("epoch", D.c.finished_at)
+            if self.db.is_postgres
+            else cast(func.strftime("%s", D.c.finished_at), Integer)
+        )
+        bucket = (cast(func.floor(epoch / bucket_seconds), Integer) * bucket_seconds).label(
+            "bucket"
+        )
+        query = (
+            select(
+                bucket,
+                func.sum(cast(D.c.state == SENT, Integer)).label("sent"),
+                func.sum(cast(D.c.state == FAILED, Integer)).label("failed"),
+            )
+            .where(D.c.campaign_id == campaign_id, D.c.finished_at.is_not(None))
+            .group_by(literal_column("bucket"))
+            .order_by(literal_column("bucket").desc())
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            {"bucket": int(r.bucket), "sent": int(r.sent or 0), "failed": int(r.failed or 0)}
+            for r in reversed(rows)
+        ]
+
+    async def variant_counts(self, campaign_id: int) -> dict[str, dict[str, int]]:
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(D.c.variant, D.c.state, func.count())
+                    .where(D.c.campaign_id == campaign_id)
+                    .group_by(D.c.variant, D.c.state)
+                )
+            ).all()
+        result: dict[str, dict[str, int]] = {}
+        for variant, state, count in rows:
+            result.setdefault(variant or "default", {SENT: 0, FAILED: 0, SENDING: 0})[state] = count
+        return result
+
+    async def failure_reasons(self, campaign_id: int, limit: int = 20) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(D.c.last_error, func.count().label("n"))
+                    .where(D.c.campaign_id == campaign_id, D.c.state == FAILED)
+                    .group_by(D.c.last_error)
+                    .order_by(func.count().desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [{"reason": r.last_error or "unknown", "count": int(r.n)} for r in rows]

@@ -1,0 +1,16 @@
+"""Turning result rows into plain dicts with ISO timestamps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
+
+from campaignd.store.db import iso
+
+
+def to_dict(row: Row[Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {k: (iso(v) if isinstance(v, datetime) else v) for k, v in row._mapping.items()}

@@ -1,0 +1,100 @@
+"""The one place a campaign status is written: compare-and-set in SQL, audited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from campaignd.domain.errors import IllegalTransition, NotFound
+from campaignd.domain.statuses import (
+    Actor,
+    CampaignKind,
+    CampaignStatus,
+    allowed_targets,
+    check_transition,
+)
+from campaignd.store.db import utcnow
+from campaignd.store.tables import campaign_events
+
+
+async def record_event(
+    conn: AsyncConnection,
+    kind: CampaignKind,
+    campaign_id: int,
+    event: str,
+    *,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    actor: Actor | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        insert(campaign_events).values(
+            campaign_kind=kind.value,
+            campaign_id=campaign_id,
+            event=event,
+            from_status=from_status,
+            to_status=to_status,
+            actor=actor.value if actor else None,
+            details=details,
+            at=utcnow(),
+        )
+    )
+
+
+async def transition(
+    conn: AsyncConnection,
+    table: Table,
+    kind: CampaignKind,
+    campaign_id: int,
+    requested: CampaignStatus,
+    actor: Actor,
+    *,
+    extra: dict[str, Any] | None = None,
+) -> CampaignStatus:
+    """Move a campaign to `requested`; return the previous status.
+
+    Raises NotFound, or IllegalTransition (with the status that won) when the table refuses
+    the move or another writer changed the status between our read and our write.
+    """
+    row = (await conn.execute(select(table.c.status).where(table.c.id == campaign_id))).first()
+    if row is None:
+        raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
+    current = CampaignStatus(row.status)
+    try:
+        check_transition(kind, current, requested, actor)
+    except IllegalTransition as exc:
+        exc.context["campaign_id"] = campaign_id
+        raise
+    result = await conn.execute(
+        update(table)
+        .where(table.c.id == campaign_id, table.c.status == current.value)
+        .values(
+            status=requested.value,
+            version=table.c.version + 1,
+            updated_at=utcnow(),
+            **(extra or {}),
+        )
+    )
+    if result.rowcount != 1:
+        now = (
+            await conn.execute(select(table.c.status).where(table.c.id == campaign_id))
+        ).scalar_one()
+        raise IllegalTransition(
+            now,
+            requested.value,
+            [s.value for s in allowed_targets(kind, CampaignStatus(now))],
+            campaign_id=campaign_id,
+        )
+    await record_event(
+        conn,
+        kind,
+        campaign_id,
+        "status",
+        from_status=current.value,
+        to_status=requested.value,
+        actor=actor,
+    )
+    return current

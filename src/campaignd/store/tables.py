@@ -1,0 +1,187 @@
+"""SQLAlchemy Core tables: the whole data model of ARCHITECTURE.md."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _ts(name: str, nullable: bool = True) -> Column:  # type: ignore[type-arg]
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+traffic_profiles = Table(
+    "traffic_profiles",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("requests", JSON, nullable=False),
+    Column("headers", JSON, nullable=False, default=dict),
+    Column("think_time_ms", Integer, nullable=False, default=0),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+)
+
+traffic_campaigns = Table(
+    "traffic_campaigns",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("target_url", Text, nullable=False),
+    Column("user_profile_ids", JSON, nullable=False),
+    Column("requests_per_minute", Float, nullable=False),
+    Column("duration_minutes", Float, nullable=False),
+    Column("total_users", Integer, nullable=False),
+    Column("stages", JSON, nullable=True),
+    Column("request_timeout_seconds", Float, nullable=False, default=30.0),
+    Column("status", String(20), nullable=False, default="draft"),
+    Column("version", Integer, nullable=False, default=1),
+    # Runner bookkeeping: the database is the truth, so a restart knows what was generating.
+    Column("generating", Boolean, nullable=False, default=False),
+    Column("runner_id", String(64), nullable=True),
+    _ts("start_time"),
+    Column("active_seconds", Float, nullable=False, default=0.0),
+    Column("last_error", Text, nullable=True),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+)
+
+traffic_stats = Table(
+    "traffic_stats",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "campaign_id", Id, ForeignKey("traffic_campaigns.id", ondelete="CASCADE"), nullable=False
+    ),
+    _ts("window_start", False),
+    Column("window_seconds", Float, nullable=False),
+    Column("requests_succeeded", Integer, nullable=False),
+    Column("requests_failed", Integer, nullable=False),
+    Column("requests_dropped", Integer, nullable=False, default=0),
+    Column("target_rpm", Float, nullable=False, default=0.0),
+    Column("latency_sum_us", BigInteger, nullable=False, default=0),
+    Column("histogram", Text, nullable=True),
+    Index("ix_traffic_stats_campaign_window", "campaign_id", "window_start"),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("config", JSON, nullable=False),
+    # Fernet token of the JSON of the secret fields.
+    Column("secrets", Text, nullable=True),
+    Column("rate_per_minute", Float, nullable=True),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+)
+
+audiences = Table(
+    "audiences",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    _ts("created_at", False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("audience_id", Id, ForeignKey("audiences.id", ondelete="CASCADE"), nullable=False),
+    Column("external_id", String(200), nullable=False),
+    Column("address", String(500), nullable=False),
+    Column("attributes", JSON, nullable=False, default=dict),
+    _ts("created_at", False),
+    UniqueConstraint("audience_id", "external_id", name="uq_contacts_audience_external"),
+    Index("ix_contacts_audience_id", "audience_id", "id"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("address", String(500), primary_key=True),
+    Column("reason", String(200), nullable=True),
+    _ts("created_at", False),
+)
+
+message_campaigns = Table(
+    "message_campaigns",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("audience_id", Id, ForeignKey("audiences.id"), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("subject", Text, nullable=True),
+    Column("recipient_limit", Integer, nullable=False),
+    Column("rate_per_minute", Float, nullable=True),
+    Column("segment", JSON, nullable=True),
+    Column("variants", JSON, nullable=True),
+    Column("ab_test", JSON, nullable=True),
+    _ts("start_at"),
+    Column("send_window", JSON, nullable=True),
+    Column("session", Text, nullable=True),
+    Column("status", String(20), nullable=False, default="draft"),
+    Column("version", Integer, nullable=False, default=1),
+    Column("sending", Boolean, nullable=False, default=False),
+    Column("runner_id", String(64), nullable=True),
+    Column("last_error", Text, nullable=True),
+    _ts("started_at"),
+    _ts("completed_at"),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column(
+        "campaign_id", Id, ForeignKey("message_campaigns.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("variant", String(100), nullable=True),
+    _ts("claimed_at", False),
+    _ts("finished_at"),
+    Column("last_error", Text, nullable=True),
+    PrimaryKeyConstraint("campaign_id", "contact_id", name="pk_deliveries"),
+    Index("ix_deliveries_campaign_state", "campaign_id", "state"),
+)
+
+campaign_events = Table(
+    "campaign_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("campaign_kind", String(10), nullable=False),
+    Column("campaign_id", Id, nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("from_status", String(20), nullable=True),
+    Column("to_status", String(20), nullable=True),
+    Column("actor", String(20), nullable=True),
+    Column("details", JSON, nullable=True),
+    _ts("at", False),
+    Index("ix_campaign_events_campaign", "campaign_kind", "campaign_id", "id"),
+)

@@ -1,0 +1,103 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL), real targets, the real server."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from campaignd.services import Services
+from campaignd.settings import Settings
+from support.databases import (
+    create_postgres_database,
+    drop_postgres_database,
+    postgres_unavailable_reason,
+)
+from support.service import ServiceProcess
+from support.smtp import smtp_server  # noqa: F401 - a real SMTP server, as a fixture
+from support.target import CountingTarget
+
+TEST_OUTPUT = Path(__file__).parent.parent / "test-output"
+
+
+@functools.cache
+def _postgres_reason() -> str | None:
+    return postgres_unavailable_reason()
+
+
+def _fresh_postgres() -> Iterator[str]:
+    reason = _postgres_reason()
+    if reason and os.environ.get("CAMPAIGND_REQUIRE_POSTGRES"):
+        pytest.fail(reason)
+    if reason:
+        pytest.skip(reason)
+    url = create_postgres_database()
+    try:
+        yield url
+    finally:
+        drop_postgres_database(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind; PostgreSQL tests skip with a reason when absent."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'campaignd.db'}"
+        return
+    yield from _fresh_postgres()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database only."""
+    yield from _fresh_postgres()
+
+
+@pytest.fixture
+async def services(database_url: str) -> AsyncIterator[Services]:
+    """The service's parts in-process over a real, migrated database (no HTTP)."""
+    svc = Services.build(Settings(database_url=database_url, drain_seconds=0.2))
+    await svc.start()
+    try:
+        yield svc
+    finally:
+        await svc.stop()
+
+
+@pytest.fixture
+def target() -> Iterator[CountingTarget]:
+    with CountingTarget() as server:
+        yield server
+
+
+@pytest.fixture
+def service_factory(tmp_path: Path) -> Iterator[type]:
+    """Start real `campaignd serve` processes; all are stopped at the end of the test."""
+    started: list[ServiceProcess] = []
+
+    def start(database_url: str, **env: str) -> ServiceProcess:
+        log = tmp_path / f"service-{len(started)}.log"
+        proc = ServiceProcess(database_url, log, **env).start()
+        started.append(proc)
+        return proc
+
+    yield start  # type: ignore[misc]
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def service(service_factory, database_url: str) -> ServiceProcess:  # type: ignore[no-untyped-def]
+    return service_factory(database_url)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """One real server on a fresh SQLite file, shared by the tests of a module."""
+    tmp = tmp_path_factory.mktemp("server")
+    proc = ServiceProcess(f"sqlite:///{tmp / 'campaignd.db'}", tmp / "service.log").start()
+    yield proc
+    proc.stop()

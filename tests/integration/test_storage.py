@@ -1,0 +1,116 @@
+"""The same storage suite on SQLite and PostgreSQL: CRUD, compare-and-set, stats windows."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import select
+
+from campaignd.domain.errors import Conflict, IllegalTransition, NotFound
+from campaignd.domain.statuses import Actor, CampaignStatus
+from campaignd.services import Services
+from campaignd.store.tables import campaign_events
+from campaignd.traffic.stats import WindowRecorder
+
+PROFILE = {"name": "browse", "requests": [{"method": "GET", "path": "/", "weight": 1}]}
+
+
+async def _campaign(svc: Services) -> dict:  # type: ignore[type-arg]
+    profile = await svc.traffic.create_profile({**PROFILE, "headers": {}, "think_time_ms": 0})
+    return await svc.traffic.create_campaign(
+        {
+            "name": "c",
+            "target_url": "http://127.0.0.1:9",
+            "user_profile_ids": [profile["id"]],
+            "requests_per_minute": 60.0,
+            "duration_minutes": 1.0,
+            "total_users": 2,
+        }
+    )
+
+
+async def test_profile_and_campaign_round_trip(services: Services) -> None:
+    campaign = await _campaign(services)
+    assert campaign["status"] == "draft"
+    fetched = await services.traffic.get_campaign(campaign["id"])
+    assert fetched["user_profile_ids"] == campaign["user_profile_ids"]
+    updated = await services.traffic.update_campaign(campaign["id"], {"requests_per_minute": 90.0})
+    assert updated["requests_per_minute"] == 90.0
+    assert updated["version"] == campaign["version"] + 1
+
+
+async def test_profile_in_use_cannot_be_deleted(services: Services) -> None:
+    campaign = await _campaign(services)
+    with pytest.raises(Conflict):
+        await services.traffic.delete_profile(campaign["user_profile_ids"][0])
+    await services.traffic.delete_campaign(campaign["id"])
+    await services.traffic.delete_profile(campaign["user_profile_ids"][0])
+    with pytest.raises(NotFound):
+        await services.traffic.get_profile(campaign["user_profile_ids"][0])
+
+
+async def test_transition_is_compare_and_set_and_audited(services: Services) -> None:
+    campaign = await _campaign(services)
+    previous = await services.traffic.transition(campaign["id"], CampaignStatus.RUNNING)
+    assert previous is CampaignStatus.DRAFT
+    with pytest.raises(IllegalTransition) as info:
+        await services.traffic.transition(campaign["id"], CampaignStatus.DRAFT)
+    assert info.value.context["current_status"] == "running"
+    async with services.db.transaction() as conn:
+        events = (
+            await conn.execute(
+                select(campaign_events.c.event, campaign_events.c.to_status).where(
+                    campaign_events.c.campaign_id == campaign["id"]
+                )
+            )
+        ).all()
+    assert [tuple(e) for e in events] == [("created", "draft"), ("status", "running")]
+
+
+async def test_concurrent_transitions_have_exactly_one_winner(services: Services) -> None:
+    campaign = await _campaign(services)
+    await services.traffic.transition(campaign["id"], CampaignStatus.RUNNING)
+
+    async def stop() -> str:
+        try:
+            await services.traffic.transition(campaign["id"], CampaignStatus.STOPPED)
+            return "won"
+        except IllegalTransition as exc:
+            return str(exc.context["current_status"])
+
+    outcomes = await asyncio.gather(*(stop() for _ in range(8)))
+    assert outcomes.count("won") == 1
+    assert outcomes.count("stopped") == 7
+
+
+async def test_stats_windows_merge_without_losing_precision(services: Services) -> None:
+    campaign = await _campaign(services)
+    expected_max = 0.0
+    for window_index in range(3):
+        recorder = WindowRecorder()
+        for i in range(100):
+            latency = 0.001 * (i + 1) * (window_index + 1)
+            expected_max = max(expected_max, latency)
+            recorder.success(latency)
+        recorder.failure(0.5, "HTTP 500")
+        await services.traffic.record_window(
+            campaign["id"], recorder.cut(), 60.0, window_index + 1.0
+        )
+    totals = await services.traffic.cumulative_stats(campaign["id"])
+    assert totals.succeeded == 300 and totals.failed == 3
+    assert totals.histogram.get_total_count() == 303
+    assert totals.histogram.get_max_value() >= int(expected_max * 1_000_000)
+    assert totals.histogram.get_value_at_percentile(99) <= totals.histogram.get_max_value()
+    fetched = await services.traffic.get_campaign(campaign["id"])
+    assert fetched["active_seconds"] == 3.0
+
+
+async def test_unknown_ids_are_not_found(services: Services) -> None:
+    with pytest.raises(NotFound):
+        await services.traffic.get_campaign(424242)
+    with pytest.raises(NotFound):
+        await services.traffic.transition(424242, CampaignStatus.RUNNING, Actor.OPERATOR)
+    with pytest.raises(NotFound) as info:
+        await services.traffic.get_profiles([1, 99])
+    assert info.value.context["missing"] == [1, 99]
