@@ -1,0 +1,334 @@
+"""One load worker: an asyncio loop, a keep-alive connection per virtual user, open-model arrivals.
+
+The hot path runs on callbacks, not coroutines: a timer takes the arrivals that are due and
+writes each one's pre-encoded request on a free user's connection; the response parser's
+completion callback records the outcome and frees the user. Nothing per request needs a Task.
+All times are `time.monotonic()` seconds, the clock every process on the machine shares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import math
+import random
+import ssl
+import time
+from collections import deque
+
+from campaignd.domain.arrivals import ArrivalSchedule
+from campaignd.domain.weights import WeightedChoice
+from campaignd.traffic.http import HttpConnection, HttpTarget, encode_request, open_connection
+from campaignd.traffic.plan import LoadPlan, UserProfile
+from campaignd.traffic.stats import WindowRecorder, WindowStats
+
+# How often in-flight requests are checked against the request timeout.
+TIMEOUT_SWEEP_SECONDS = 0.25
+# In closed-loop mode a user whose request failed waits this long, so a refused port
+# does not turn into a busy loop.
+CLOSED_LOOP_BACKOFF_SECONDS = 0.01
+# An arrival this close to the deadline counts as at it: float noise must not add one more.
+DEADLINE_TOLERANCE = 1e-6
+
+_now = time.monotonic
+
+Request = tuple[bytes, bool]  # (encoded request, is HEAD)
+
+
+class _VirtualUser:
+    __slots__ = ("choice", "conn", "on_done", "scheduled", "single", "think")
+
+    def __init__(self, profile: UserProfile, requests: list[Request], rng: random.Random) -> None:
+        self.single: Request | None = requests[0] if len(requests) == 1 else None
+        self.choice = WeightedChoice(requests, [r.weight for r in profile.requests], rng)
+        self.think = profile.think_time_seconds
+        self.conn: HttpConnection | None = None
+        self.scheduled = 0.0
+        self.on_done: functools.partial[None] | None = None
+
+    def pick(self) -> Request:
+        return self.single if self.single is not None else self.choice.pick()
+
+
+class LoadWorker:
+    """Starts each request at its scheduled time on a free virtual user; records what happened.
+
+    Latency is measured from the scheduled start, so a slow target or a busy generator shows
+    up in the figures instead of silently lowering the rate (no coordinated omission). A
+    request whose time comes while every user is busy is dropped and counted, never hidden.
+
+    With `workers` > 1 this worker takes `1/workers` of the rate, its first arrival offset by
+    `worker_index / rate`, so the merged stream of all workers stays evenly spaced. A rate of
+    `math.inf` means closed loop: every user sends again as soon as it is free (benchmarks).
+    """
+
+    def __init__(
+        self,
+        plan: LoadPlan,
+        *,
+        worker_index: int = 0,
+        workers: int = 1,
+        seed: int | None = None,
+    ) -> None:
+        self.plan = plan
+        self._share = 1.0 / workers
+        self._phase = worker_index
+        self._target = HttpTarget.parse(plan.target_url)
+        self._ssl = ssl.create_default_context() if self._target.tls else None
+        rng = random.Random(seed)
+        encoded: dict[int, list[Request]] = {
+            id(p): [(encode_request(r, self._target), r.method == "HEAD") for r in p.requests]
+            for p in plan.profiles
+        }
+        self._users = [
+            _VirtualUser(p, encoded[id(p)], rng) for p in plan.users_for(worker_index, workers)
+        ]
+        for user in self._users:
+            user.on_done = functools.partial(self._finished, user)
+        self._free: deque[_VirtualUser] = deque(self._users)
+        self._inflight: set[_VirtualUser] = set()
+        self._connecting: set[asyncio.Task[None]] = set()
+        self._rate = plan.rate_per_second
+        self._recorder = WindowRecorder()
+        self._schedule = ArrivalSchedule(rate=0.0, anchor=_now())
+        self._paused = False
+        self._stopping = False
+        self._deadline: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    @property
+    def closed_loop(self) -> bool:
+        return math.isinf(self._rate)
+
+    # commands -------------------------------------------------------------------------
+    def set_rate(self, rate_per_second: float) -> None:
+        """The campaign's total rate; this worker takes its share from the next arrival on."""
+        was_closed = self.closed_loop
+        self._rate = rate_per_second
+        if self._loop is None:
+            return
+        own = 0.0 if self.closed_loop else rate_per_second * self._share
+        self._schedule.set_rate(own, _now())
+        if self.closed_loop and not was_closed:
+            self._kick_free_users()
+        self._arm()
+
+    def set_deadline(self, deadline: float | None) -> None:
+        """Start no arrival scheduled at `deadline` (time.monotonic()) or later; None: no end."""
+        self._deadline = deadline
+        self._arm()
+
+    def pause(self, at: float | None = None) -> None:
+        """Hold the clock from `at` (time.monotonic(), default now): the driver's own instant."""
+        self._paused = True
+        self._schedule.pause(_now() if at is None else at)
+        self._arm()
+
+    def resume(self, at: float | None = None) -> None:
+        self._paused = False
+        self._schedule.resume(_now() if at is None else at)
+        if self.closed_loop:
+            self._kick_free_users()
+        self._arm()
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    def cut_window(self) -> WindowStats:
+        return self._recorder.cut()
+
+    # lifecycle ------------------------------------------------------------------------
+    async def run(self, drain_seconds: float = 0.5, start_at: float | None = None) -> None:
+        """Generate until stop(); give in-flight requests `drain_seconds`, then close them.
+
+        `start_at` (time.monotonic()) is the first arrival's time; several processes given the
+        same instant share one clock.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._stopped = self._loop.create_future()
+        start = _now() if start_at is None else start_at
+        if self.closed_loop:
+            self._schedule = ArrivalSchedule(rate=0.0, anchor=start)
+        else:
+            own = self._rate * self._share
+            offset = self._phase / self._rate if self._rate > 0 else 0.0
+            self._schedule = ArrivalSchedule(rate=own, anchor=start + offset)
+        if self._paused:
+            self._schedule.pause(start)
+        self._sweeper = self._loop.call_later(TIMEOUT_SWEEP_SECONDS, self._sweep)
+        if self.closed_loop:
+            self._kick_free_users()
+        self._arm()
+        if self._stopping:
+            self._stopped.set_result(None)
+        try:
+            await self._stopped
+        finally:
+            await self._drain(drain_seconds)
+
+    async def _drain(self, drain_seconds: float) -> None:
+        assert self._loop is not None
+        self.stop()
+        if self._inflight and drain_seconds > 0:
+            self._drained = self._loop.create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._drained), drain_seconds)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for task in list(self._connecting):
+            task.cancel()
+        if self._connecting:
+            await asyncio.gather(*self._connecting, return_exceptions=True)
+        for user in self._users:
+            if user.conn is not None:
+                user.conn.close()
+                user.conn = None
+        self._inflight.clear()
+        # Let the transports run their connection_lost callbacks and free their sockets.
+        await asyncio.sleep(0)
+
+    # the hot path ---------------------------------------------------------------------
+    def _arm(self) -> None:
+        """(Re)set the timer to the next arrival, or none while paused, stopped or past the end."""
+        if self._loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._stopping or self._paused or self.closed_loop:
+            return
+        due = self._schedule.next_time
+        if math.isinf(due) or (
+            self._deadline is not None and due >= self._deadline - DEADLINE_TOLERANCE
+        ):
+            return
+        loop = self._loop
+        self._timer = loop.call_at(loop.time() + (due - _now()), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        now = _now()
+        if self._deadline is not None:
+            now = min(now, self._deadline - DEADLINE_TOLERANCE)
+        schedule, free = self._schedule, self._free
+        if free:
+            for scheduled in schedule.take_due(now, len(free)):
+                self._dispatch(free.popleft(), scheduled)
+        dropped = schedule.drop_through(now)
+        if dropped:
+            self._recorder.dropped(dropped)
+        self._arm()
+
+    def _kick_free_users(self) -> None:
+        now = _now()
+        while self._free and self._may_start(now):
+            self._dispatch(self._free.popleft(), now)
+
+    def _may_start(self, now: float) -> bool:
+        return (
+            not self._stopping
+            and not self._paused
+            and (self._deadline is None or now < self._deadline)
+        )
+
+    def _dispatch(self, user: _VirtualUser, scheduled: float) -> None:
+        payload, head = user.pick()
+        user.scheduled = scheduled
+        self._inflight.add(user)
+        conn = user.conn
+        if conn is not None and not conn.closed:
+            conn.send(payload, head)
+            return
+        assert self._loop is not None
+        task = self._loop.create_task(self._connect_and_send(user, payload, head))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect_and_send(self, user: _VirtualUser, payload: bytes, head: bool) -> None:
+        assert user.on_done is not None
+        try:
+            async with asyncio.timeout(self.plan.request_timeout_seconds):
+                conn = await open_connection(self._target, user.on_done, self._ssl)
+        except asyncio.CancelledError:
+            raise
+        except (OSError, TimeoutError) as exc:
+            if user in self._inflight:
+                self._inflight.discard(user)
+                reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                self._recorder.failure(_now() - user.scheduled, reason)
+                self._release(user, failed=True)
+            return
+        if user not in self._inflight:  # timed out while connecting
+            conn.close()
+            return
+        user.conn = conn
+        conn.send(payload, head)
+
+    def _finished(self, user: _VirtualUser, conn: HttpConnection, status: int, _: bool) -> None:
+        if conn is not user.conn or user not in self._inflight:
+            return  # a late callback from a connection already given up on
+        self._inflight.discard(user)
+        latency = _now() - user.scheduled
+        if status == 0:
+            user.conn = None
+            self._recorder.failure(latency, "connection lost")
+        elif status < 400:
+            self._recorder.success(latency)
+        else:
+            self._recorder.failure(latency, f"HTTP {status}")
+        if conn.closed:
+            user.conn = None
+        self._release(user, failed=status == 0 or status >= 500)
+        if self._drained is not None and not self._inflight and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _release(self, user: _VirtualUser, *, failed: bool = False) -> None:
+        if self._stopping:
+            self._free.append(user)
+            return
+        assert self._loop is not None
+        wait = user.think
+        if failed and self.closed_loop:
+            wait = max(wait, CLOSED_LOOP_BACKOFF_SECONDS)
+        if wait:
+            self._loop.call_later(wait, self._user_free, user)
+        else:
+            self._user_free(user)
+
+    def _user_free(self, user: _VirtualUser) -> None:
+        if self.closed_loop:
+            now = _now()
+            if self._may_start(now):
+                self._dispatch(user, now)
+                return
+        self._free.append(user)
+
+    def _sweep(self) -> None:
+        """Fail requests older than the request timeout and close their connections."""
+        assert self._loop is not None
+        now = _now()
+        limit = self.plan.request_timeout_seconds
+        expired = [u for u in self._inflight if now - u.scheduled > limit]
+        for user in expired:
+            self._inflight.discard(user)
+            self._recorder.failure(now - user.scheduled, "timeout")
+            conn, user.conn = user.conn, None
+            if conn is not None:
+                conn.close()
+            self._release(user, failed=True)
+        if not self._stopping:
+            self._sweeper = self._loop.call_later(TIMEOUT_SWEEP_SECONDS, self._sweep)
