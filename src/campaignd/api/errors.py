@@ -1,0 +1,121 @@
+"""Every error becomes one JSON body with a sentence; stack traces go to the log only."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
+
+from campaignd.domain.errors import (
+    CampaignError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    RuleViolation,
+    Unauthorized,
+)
+from campaignd.logs import log_event
+from campaignd.store.outage import is_unavailable
+
+STATUS_OF: list[tuple[type[CampaignError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidInput, 422),
+    (RuleViolation, 400),
+    (Unauthorized, 401),
+]
+
+
+def status_for(error: CampaignError) -> int:
+    for cls, code in STATUS_OF:
+        if isinstance(error, cls):
+            return code
+    return 400
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+def validation_body(exc: RequestValidationError) -> dict[str, Any]:
+    details = [
+        {
+            "field": _field_path(tuple(e.get("loc", ()))),
+            "message": e.get("msg", ""),
+            "type": e.get("type"),
+        }
+        for e in exc.errors()
+    ]
+    first = details[0] if details else {"field": "body", "message": "invalid"}
+    more = f" (and {len(details) - 1} more problem(s))" if len(details) > 1 else ""
+    return {
+        "error": f"Field '{first['field']}': {first['message']}{more}.",
+        "field": first["field"],
+        "details": details,
+    }
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method any route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        is_route = isinstance(route, Route) and route.methods
+        if is_route and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(CampaignError)
+    async def _campaign_error(_request: Request, exc: CampaignError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return JSONResponse(exc.body(), status_code=status_for(exc), headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(validation_body(exc), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404:
+            message = f"No route {request.method} {request.url.path}."
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = allowed_methods(request)
+            message = (
+                f"Method {request.method} is not allowed on {request.url.path}; "
+                f"use {', '.join(allowed)}."
+            )
+            headers["Allow"] = ", ".join(allowed)
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_unavailable(exc):
+            log_event(
+                "api.database_unavailable",
+                level=logging.WARNING,
+                method=request.method,
+                path=request.url.path,
+                error=str(exc)[:300],
+            )
+            return JSONResponse(
+                {"error": "The database is unavailable right now; retry in a few seconds."},
+                status_code=503,
+                headers={"Retry-After": "2"},
+            )
+        log_event(
+            "api.unhandled_error",
+            level=logging.ERROR,
+            exc_info=True,
+            method=request.method,
+            path=request.url.path,
+        )
+        return JSONResponse({"error": "Internal error; the details are in the service log."}, 500)

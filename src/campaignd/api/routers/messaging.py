@@ -1,0 +1,443 @@
+"""Accounts, audiences and contacts, suppressions, and message campaigns."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from campaignd.api import reports
+from campaignd.api.deps import services
+from campaignd.api.schemas.common import ERROR_RESPONSES, IdPath, StatusChanged
+from campaignd.api.schemas.messaging import (
+    Account,
+    AccountCreate,
+    AccountPatch,
+    Audience,
+    AudienceCreate,
+    Campaign,
+    CampaignCreate,
+    CampaignPatch,
+    Contact,
+    ImportResult,
+    Preview,
+    PreviewRequest,
+    SegmentPreview,
+    Suppression,
+    SuppressionCreate,
+)
+from campaignd.domain import segments, templates, windows
+from campaignd.domain.contacts import ImportReport, clean_row, csv_rows
+from campaignd.domain.errors import InvalidInput
+from campaignd.domain.statuses import CampaignStatus
+from campaignd.messaging.channels import redact, secret_fields, validate_account_config
+from campaignd.services import Services
+
+router = APIRouter(prefix="/api", tags=["messages"], responses=ERROR_RESPONSES)
+IMPORT_BATCH = 1000
+
+
+# accounts -----------------------------------------------------------------------------
+def _account_view(svc: Services, row: dict[str, Any]) -> dict[str, Any]:
+    secrets = svc.box.open(row["secrets"]) if row["secrets"] else {}
+    shown = {**row["config"], **dict.fromkeys(secrets, "***")}
+    view = {k: v for k, v in row.items() if k != "secrets"}
+    return {**view, "config": redact(row["channel"], shown)}
+
+
+async def _split_config(svc: Services, channel: str, config: dict[str, Any]) -> dict[str, Any]:
+    if "url" in config:
+        config["url"] = await svc.guard.check(str(config["url"]), field="config.url")
+    hidden = secret_fields(channel)
+    secrets = {k: v for k, v in config.items() if k in hidden and v not in (None, "")}
+    return {
+        "config": {k: v for k, v in config.items() if k not in hidden},
+        "secrets": svc.box.seal(secrets),
+    }
+
+
+@router.post("/accounts", status_code=201, response_model=Account, summary="Create an account")
+async def create_account(body: AccountCreate, svc: Services = Depends(services)) -> dict[str, Any]:
+    config = validate_account_config(body.channel, body.config)
+    stored = await _split_config(svc, body.channel, config)
+    row = await svc.messaging.create_account(
+        {
+            "name": body.name,
+            "channel": body.channel,
+            "rate_per_minute": body.rate_per_minute,
+            **stored,
+        }
+    )
+    return _account_view(svc, row)
+
+
+@router.get("/accounts", response_model=list[Account], summary="List accounts")
+async def list_accounts(svc: Services = Depends(services)) -> list[dict[str, Any]]:
+    return [_account_view(svc, r) for r in await svc.messaging.list_accounts()]
+
+
+@router.get("/accounts/{account_id}", response_model=Account, summary="Get an account")
+async def get_account(account_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
+    return _account_view(svc, await svc.messaging.get_account(account_id))
+
+
+@router.patch("/accounts/{account_id}", response_model=Account, summary="Edit an account")
+async def patch_account(
+    account_id: IdPath, body: AccountPatch, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    row = await svc.messaging.get_account(account_id)
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"config"})
+    if changes.get("name") is None:
+        changes.pop("name", None)
+    if body.config is not None:
+        # "***" sent back from a form means "keep the stored secret".
+        given = {k: v for k, v in body.config.items() if v != "***"}
+        validate_account_config(row["channel"], given, partial=True)
+        merged = {**row["config"], **svc.box.open(row["secrets"]), **given}
+        changes.update(
+            await _split_config(
+                svc, row["channel"], validate_account_config(row["channel"], merged)
+            )
+        )
+    if not changes:
+        return _account_view(svc, row)
+    return _account_view(svc, await svc.messaging.update_account(account_id, changes))
+
+
+@router.delete("/accounts/{account_id}", status_code=204, summary="Delete an account")
+async def delete_account(account_id: IdPath, svc: Services = Depends(services)) -> Response:
+    await svc.messaging.delete_account(account_id)
+    return Response(status_code=204)
+
+
+# audiences and contacts ---------------------------------------------------------------
+@router.post("/audiences", status_code=201, response_model=Audience, summary="Create an audience")
+async def create_audience(
+    body: AudienceCreate, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    return await svc.messaging.create_audience(body.name)
+
+
+@router.get("/audiences", response_model=list[Audience], summary="List audiences")
+async def list_audiences(svc: Services = Depends(services)) -> list[dict[str, Any]]:
+    return await svc.messaging.list_audiences()
+
+
+@router.get("/audiences/{audience_id}", response_model=Audience, summary="Get an audience")
+async def get_audience(audience_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
+    return await svc.messaging.get_audience(audience_id)
+
+
+async def _import(svc: Services, audience_id: int, rows: Any) -> dict[str, Any]:
+    report = ImportReport()
+    batch: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    async def flush() -> None:
+        inserted = await svc.messaging.add_contacts(audience_id, batch)
+        report.imported += inserted
+        report.duplicates += len(batch) - inserted
+        batch.clear()
+
+    for index, row, problem in rows:
+        if problem is not None or row is None:
+            report.reject(index, problem or "unreadable row")
+            continue
+        contact, reason = clean_row(row)
+        if contact is None:
+            given = row.get("external_id") if isinstance(row, dict) else None
+            report.reject(index, reason or "invalid", given)
+            continue
+        if contact["external_id"] in seen:
+            report.duplicates += 1
+            continue
+        seen.add(contact["external_id"])
+        batch.append(contact)
+        if len(batch) >= IMPORT_BATCH:
+            await flush()
+    await flush()
+    return {
+        "imported": report.imported,
+        "duplicates": report.duplicates,
+        "rejected": report.rejected,
+    }
+
+
+@router.post(
+    "/audiences/{audience_id}/contacts",
+    response_model=ImportResult,
+    summary="Import contacts (JSON or text/csv)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ContactsImport"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def import_contacts(
+    audience_id: IdPath, request: Request, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    await svc.messaging.get_audience(audience_id)
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput("The body is not UTF-8 text.", field="body") from None
+    if content_type in ("text/csv", "application/csv", "text/plain"):
+        return await _import(svc, audience_id, csv_rows(text))
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno}.", field="body"
+        ) from None
+    contacts = body.get("contacts") if isinstance(body, dict) else None
+    if not isinstance(contacts, list):
+        raise InvalidInput(
+            'Send {"contacts": [...]} as JSON, or a CSV body with Content-Type text/csv.',
+            field="contacts",
+        )
+    return await _import(svc, audience_id, ((i, row, None) for i, row in enumerate(contacts)))
+
+
+@router.get(
+    "/audiences/{audience_id}/contacts",
+    response_model=list[Contact],
+    summary="Page through contacts",
+)
+async def list_contacts(
+    audience_id: IdPath,
+    after_id: int = Query(default=0, ge=0, le=2**53),
+    limit: int = Query(default=100, ge=1, le=1000),
+    svc: Services = Depends(services),
+) -> list[dict[str, Any]]:
+    await svc.messaging.get_audience(audience_id)
+    return await svc.messaging.list_contacts(audience_id, after_id, limit)
+
+
+# suppressions -------------------------------------------------------------------------
+@router.post(
+    "/suppressions", status_code=201, response_model=Suppression, summary="Suppress an address"
+)
+async def suppress(body: SuppressionCreate, svc: Services = Depends(services)) -> dict[str, Any]:
+    return await svc.messaging.suppress(body.address, body.reason)
+
+
+@router.get("/suppressions", response_model=list[Suppression], summary="List suppressions")
+async def list_suppressions(
+    after: str = Query(default="", max_length=500),
+    limit: int = Query(default=100, ge=1, le=1000),
+    svc: Services = Depends(services),
+) -> list[dict[str, Any]]:
+    return await svc.messaging.list_suppressions(after, limit)
+
+
+@router.delete("/suppressions/{address}", status_code=204, summary="Lift a suppression")
+async def unsuppress(address: str, svc: Services = Depends(services)) -> Response:
+    await svc.messaging.unsuppress(address)
+    return Response(status_code=204)
+
+
+# campaigns ----------------------------------------------------------------------------
+async def campaign_view(svc: Services, campaign_id: int) -> dict[str, Any]:
+    rows = await svc.message_supervisor.describe([await svc.messaging.get_campaign(campaign_id)])
+    return rows[0]
+
+
+@router.post("/campaigns", status_code=201, response_model=Campaign, summary="Create a campaign")
+async def create_campaign(
+    body: CampaignCreate, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    await svc.messaging.get_account(body.account_id)
+    await svc.messaging.get_audience(body.audience_id)
+    sample = await svc.message_supervisor.sample_contact(body.audience_id)
+    templates.check(body.message, "message", sample)
+    if body.subject:
+        templates.check(body.subject, "subject", sample)
+    variants = [v.model_dump() for v in body.variants] if body.variants else None
+    for index, variant in enumerate(variants or []):
+        if variant["message"]:
+            templates.check(variant["message"], f"variants[{index}].message", sample)
+    if variants and len({v["name"] for v in variants}) != len(variants):
+        raise InvalidInput("Variant names must be unique.", field="variants")
+    segments.validate(body.segment)
+    start_at = body.start_at
+    if start_at is not None:
+        start_at = (
+            start_at.replace(tzinfo=UTC) if start_at.tzinfo is None else start_at.astimezone(UTC)
+        )
+    row = await svc.messaging.create_campaign(
+        {
+            "name": body.name,
+            "account_id": body.account_id,
+            "audience_id": body.audience_id,
+            "message": body.message,
+            "subject": body.subject,
+            "recipient_limit": body.limit,
+            "rate_per_minute": body.rate_per_minute,
+            "segment": body.segment,
+            "variants": variants,
+            "start_at": start_at,
+            "send_window": windows.validate(body.send_window),
+        }
+    )
+    if start_at is not None:
+        await svc.message_supervisor.schedule(row["id"])
+    return await campaign_view(svc, row["id"])
+
+
+@router.get("/campaigns", response_model=list[Campaign], summary="List campaigns")
+async def list_campaigns(
+    status: CampaignStatus | None = Query(default=None), svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    rows = await svc.messaging.list_campaigns(status.value if status else None)
+    return await svc.message_supervisor.describe(rows)
+
+
+@router.get("/campaigns/{campaign_id}", response_model=Campaign, summary="Get a campaign")
+async def get_campaign(campaign_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
+    return await campaign_view(svc, campaign_id)
+
+
+def edit_changes(body: CampaignPatch | Any) -> dict[str, Any]:
+    data = body.model_dump(exclude_unset=True)
+    if "send_window" in data:
+        data["send_window"] = windows.validate(data["send_window"])
+    nullable = ("subject", "rate_per_minute", "send_window")
+    changes = {k: v for k, v in data.items() if v is not None or k in nullable}
+    if "limit" in changes:
+        changes["recipient_limit"] = changes.pop("limit")
+    return changes
+
+
+@router.patch("/campaigns/{campaign_id}", response_model=Campaign, summary="Edit a campaign")
+async def patch_campaign(
+    campaign_id: IdPath, body: CampaignPatch, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    changes = edit_changes(body)
+    if changes:
+        await svc.message_supervisor.edit(campaign_id, changes)
+    return await campaign_view(svc, campaign_id)
+
+
+@router.delete("/campaigns/{campaign_id}", status_code=204, summary="Delete a campaign")
+async def delete_campaign(campaign_id: IdPath, svc: Services = Depends(services)) -> Response:
+    await svc.message_supervisor.delete(campaign_id)
+    return Response(status_code=204)
+
+
+async def act(svc: Services, campaign_id: int, action: str) -> dict[str, Any]:
+    previous = await svc.message_supervisor.act(campaign_id, action)
+    current = await svc.messaging.get_campaign(campaign_id)
+    return {
+        "campaign_id": campaign_id,
+        "status": current["status"],
+        "previous_status": previous.value,
+    }
+
+
+@router.post("/campaigns/{campaign_id}/start", response_model=StatusChanged, summary="Start")
+async def start(campaign_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
+    return await act(svc, campaign_id, "start")
+
+
+@router.post("/campaigns/{campaign_id}/stop", response_model=StatusChanged, summary="Stop")
+async def stop(campaign_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
+    return await act(svc, campaign_id, "stop")
+
+
+@router.post("/campaigns/{campaign_id}/resume", response_model=StatusChanged, summary="Resume")
+async def resume(campaign_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
+    return await act(svc, campaign_id, "resume")
+
+
+@router.post("/campaigns/{campaign_id}/pause", response_model=StatusChanged, summary="Pause")
+async def pause(campaign_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
+    return await act(svc, campaign_id, "pause")
+
+
+@router.get("/campaigns/{campaign_id}/series", summary="Sent and failed over time")
+async def series(
+    campaign_id: IdPath,
+    bucket_seconds: int = Query(default=1, ge=1, le=86_400),
+    limit: int = Query(default=600, ge=1, le=10_000),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    await svc.messaging.get_campaign(campaign_id)
+    points = await svc.messaging.series(campaign_id, bucket_seconds, limit)
+    return {"campaign_id": campaign_id, "bucket_seconds": bucket_seconds, "points": points}
+
+
+@router.get(
+    "/campaigns/{campaign_id}/report",
+    summary="Report (JSON, or CSV of the time series)",
+    responses=reports.REPORT_RESPONSES,
+)
+async def report(
+    campaign_id: IdPath,
+    format: Literal["json", "csv"] = Query(default="json"),
+    bucket_seconds: int = Query(default=60, ge=1, le=86_400),
+    svc: Services = Depends(services),
+) -> Response:
+    view = await campaign_view(svc, campaign_id)
+    points = await svc.messaging.series(campaign_id, bucket_seconds, 100_000)
+    body = {
+        "campaign": view,
+        "counts": {
+            k: view[k] for k in ("sent_count", "failed_count", "sending_count", "total_recipients")
+        },
+        "per_variant": await svc.messaging.variant_counts(campaign_id),
+        "failures_by_reason": await svc.messaging.failure_reasons(campaign_id),
+        "bucket_seconds": bucket_seconds,
+        "series": [
+            {"at": datetime.fromtimestamp(p["bucket"], UTC).isoformat().replace("+00:00", "Z"), **p}
+            for p in points
+        ],
+    }
+    return reports.respond(
+        body, "series", ["at", "sent", "failed"], format, f"campaign-{campaign_id}"
+    )
+
+
+@router.post(
+    "/audiences/{audience_id}/segment-preview",
+    summary="How many contacts a segment matches (and how many are suppressed)",
+)
+async def segment_preview(
+    audience_id: IdPath, body: SegmentPreview, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    await svc.messaging.get_audience(audience_id)
+    conditions = segments.validate(body.segment)
+    matching, total, after = 0, 0, 0
+    while True:
+        page = await svc.messaging.list_contacts(audience_id, after, 5000)
+        if not page:
+            break
+        total += len(page)
+        matching += sum(1 for c in page if segments.matches(conditions, c))
+        after = page[-1]["id"]
+    sample = []
+    if conditions:
+        first = await svc.messaging.list_contacts(audience_id, 0, 200)
+        sample = [c["external_id"] for c in first if segments.matches(conditions, c)][:10]
+    return {"audience_id": audience_id, "matching": matching, "total": total, "sample": sample}
+
+
+@router.post("/campaigns/preview", response_model=Preview, summary="Render a message for a sample")
+async def preview(body: PreviewRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+    sample = None
+    if body.audience_id is not None:
+        await svc.messaging.get_audience(body.audience_id)
+        sample = await svc.message_supervisor.sample_contact(body.audience_id)
+    contact = sample or {"external_id": "sample", "address": "sample@example.com", "attributes": {}}
+    try:
+        templates.check(body.message, "message", contact)
+    except InvalidInput as exc:
+        return {"rendered": None, "contact": contact, "error": exc.message}
+    return {"rendered": templates.render(body.message, contact), "contact": contact, "error": None}

@@ -1,0 +1,240 @@
+"""Traffic profiles, traffic campaigns, generation and live info."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from campaignd.api import reports
+from campaignd.api.deps import services
+from campaignd.api.schemas.common import ERROR_RESPONSES, IdPath, StatusChange, StatusChanged
+from campaignd.api.schemas.traffic import (
+    GenerateRequest,
+    GenerateStarted,
+    Profile,
+    ProfileCreate,
+    ProfilePatch,
+    TrafficCampaign,
+    TrafficCampaignCreate,
+    TrafficCampaignPatch,
+    TrafficInfo,
+)
+from campaignd.domain.statuses import CampaignStatus, parse_status
+from campaignd.services import Services
+from campaignd.traffic.stats import decode_histogram
+
+router = APIRouter(prefix="/api/traffic", tags=["traffic"], responses=ERROR_RESPONSES)
+
+
+def _profile_row(body: ProfileCreate | ProfilePatch) -> dict[str, Any]:
+    # A null means "leave as is" for a PATCH, except headers, where it means "none".
+    data = {
+        k: v
+        for k, v in body.model_dump(exclude_unset=True).items()
+        if v is not None or k == "headers"
+    }
+    if "requests" in data:
+        data["requests"] = [{k: v for k, v in r.items() if v is not None} for r in data["requests"]]
+    if "headers" in data and data["headers"] is None:
+        data["headers"] = {}
+    return data
+
+
+@router.post("/profiles", status_code=201, response_model=Profile, summary="Create a profile")
+async def create_profile(body: ProfileCreate, svc: Services = Depends(services)) -> dict[str, Any]:
+    return await svc.traffic.create_profile(_profile_row(body))
+
+
+@router.get("/profiles", response_model=list[Profile], summary="List profiles")
+async def list_profiles(svc: Services = Depends(services)) -> list[dict[str, Any]]:
+    return await svc.traffic.list_profiles()
+
+
+@router.get("/profiles/{profile_id}", response_model=Profile, summary="Get a profile")
+async def get_profile(profile_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
+    return await svc.traffic.get_profile(profile_id)
+
+
+@router.patch("/profiles/{profile_id}", response_model=Profile, summary="Edit a profile")
+async def patch_profile(
+    profile_id: IdPath, body: ProfilePatch, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    data = _profile_row(body)
+    if not data:
+        return await svc.traffic.get_profile(profile_id)
+    return await svc.traffic.update_profile(profile_id, data)
+
+
+@router.delete("/profiles/{profile_id}", status_code=204, summary="Delete a profile")
+async def delete_profile(profile_id: IdPath, svc: Services = Depends(services)) -> Response:
+    await svc.traffic.delete_profile(profile_id)
+    return Response(status_code=204)
+
+
+def _campaign_view(svc: Services, row: dict[str, Any]) -> dict[str, Any]:
+    runner = svc.traffic_supervisor.runner(row["id"])
+    return {
+        **row,
+        "traffic_generation_active": runner is not None,
+        "thread_id": runner.runner_id if runner else row.get("runner_id"),
+    }
+
+
+@router.post(
+    "/campaigns", status_code=201, response_model=TrafficCampaign, summary="Create a campaign"
+)
+async def create_campaign(
+    body: TrafficCampaignCreate, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    data = body.model_dump()
+    data["target_url"] = await svc.guard.check(data["target_url"])
+    await svc.traffic.get_profiles(data["user_profile_ids"])
+    return _campaign_view(svc, await svc.traffic.create_campaign(data))
+
+
+@router.get("/campaigns", response_model=list[TrafficCampaign], summary="List campaigns")
+async def list_campaigns(
+    status: CampaignStatus | None = Query(
+        default=None, description="Only campaigns in this status."
+    ),
+    svc: Services = Depends(services),
+) -> list[dict[str, Any]]:
+    rows = await svc.traffic.list_campaigns(status.value if status else None)
+    return [_campaign_view(svc, r) for r in rows]
+
+
+@router.get("/campaigns/{campaign_id}", response_model=TrafficCampaign, summary="Get a campaign")
+async def get_campaign(campaign_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
+    return _campaign_view(svc, await svc.traffic.get_campaign(campaign_id))
+
+
+@router.patch("/campaigns/{campaign_id}", response_model=TrafficCampaign, summary="Edit a campaign")
+async def patch_campaign(
+    campaign_id: IdPath, body: TrafficCampaignPatch, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    data = body.model_dump(exclude_unset=True, exclude_none=True)
+    if body.stages:  # the validator derived the duration from them
+        data["duration_minutes"] = body.duration_minutes
+    await svc.traffic.get_campaign(campaign_id)
+    if "target_url" in data:
+        data["target_url"] = await svc.guard.check(data["target_url"])
+    if "user_profile_ids" in data:
+        await svc.traffic.get_profiles(data["user_profile_ids"])
+    if not data:
+        return _campaign_view(svc, await svc.traffic.get_campaign(campaign_id))
+    return _campaign_view(svc, await svc.traffic_supervisor.edit(campaign_id, data))
+
+
+@router.delete("/campaigns/{campaign_id}", status_code=204, summary="Delete a campaign")
+async def delete_campaign(campaign_id: IdPath, svc: Services = Depends(services)) -> Response:
+    await svc.traffic_supervisor.delete(campaign_id)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/campaigns/{campaign_id}/status", response_model=StatusChanged, summary="Change status"
+)
+async def put_status(
+    campaign_id: IdPath, body: StatusChange, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    requested = parse_status(body.status)
+    previous = await svc.traffic_supervisor.change_status(campaign_id, requested)
+    return {
+        "campaign_id": campaign_id,
+        "status": requested.value,
+        "previous_status": previous.value,
+    }
+
+
+def _config(campaign: dict[str, Any], profiles: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "requests_per_minute": campaign["requests_per_minute"],
+        "duration_minutes": campaign["duration_minutes"],
+        "total_users": campaign["total_users"],
+        "profiles": [{"id": p["id"], "name": p["name"]} for p in profiles],
+        "stages": campaign.get("stages"),
+    }
+
+
+@router.post("/generate", response_model=GenerateStarted, summary="Start traffic generation")
+async def generate(body: GenerateRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+    runner = await svc.traffic_supervisor.generate(body.campaign_id)
+    campaign = await svc.traffic.get_campaign(body.campaign_id)
+    profiles = await svc.traffic.get_profiles(campaign["user_profile_ids"])
+    return {
+        "success": True,
+        "message": "Traffic generation started successfully",
+        "campaign_id": body.campaign_id,
+        "status": "running",
+        "thread_id": runner.runner_id,
+        "config": _config(campaign, profiles),
+    }
+
+
+@router.get("/campaigns/{campaign_id}/info", response_model=TrafficInfo, summary="Live info")
+async def info(campaign_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
+    campaign = await svc.traffic.get_campaign(campaign_id)
+    chosen = await svc.traffic.get_profiles(list(campaign["user_profile_ids"]))
+    runner = svc.traffic_supervisor.runner(campaign_id)
+    return {
+        "campaign_id": campaign_id,
+        "name": campaign["name"],
+        "status": campaign["status"],
+        "target_url": campaign["target_url"],
+        "config": _config(campaign, chosen),
+        "traffic_generation_active": runner is not None,
+        "thread_id": runner.runner_id if runner else campaign.get("runner_id"),
+        "start_time": campaign["start_time"],
+        "stats": await svc.traffic_supervisor.stats(campaign),
+    }
+
+
+@router.get(
+    "/campaigns/{campaign_id}/report",
+    summary="Report (JSON, or CSV of the windows)",
+    responses=reports.REPORT_RESPONSES,
+)
+async def report(
+    campaign_id: IdPath,
+    format: Literal["json", "csv"] = Query(default="json"),
+    svc: Services = Depends(services),
+) -> Response:
+    campaign = await svc.traffic.get_campaign(campaign_id)
+    windows = (await series(campaign_id, 86_400, svc))["points"]
+    body = {
+        "campaign": _campaign_view(svc, campaign),
+        "stats": await svc.traffic_supervisor.stats(campaign),
+        "windows": windows,
+    }
+    columns = ["at", "requests", "failed", "dropped", "rpm", "target_rpm", "p50_ms", "p99_ms"]
+    return reports.respond(body, "windows", columns, format, f"traffic-campaign-{campaign_id}")
+
+
+@router.get("/campaigns/{campaign_id}/series", summary="Per-second stats windows")
+async def series(
+    campaign_id: IdPath,
+    limit: int = Query(default=600, ge=1, le=86_400),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    await svc.traffic.get_campaign(campaign_id)
+    rows = await svc.traffic.stats_series(campaign_id, limit)
+
+    points = []
+    for r in rows:
+        h = decode_histogram(r["histogram"])
+        total = r["requests_succeeded"] + r["requests_failed"]
+        seconds = r["window_seconds"] or 1.0
+        points.append(
+            {
+                "at": r["window_start"],
+                "requests": total,
+                "failed": r["requests_failed"],
+                "dropped": r["requests_dropped"],
+                "rpm": round(total * 60.0 / seconds, 3),
+                "target_rpm": r["target_rpm"],
+                "p50_ms": h.get_value_at_percentile(50) / 1000.0 if total else None,
+                "p99_ms": h.get_value_at_percentile(99) / 1000.0 if total else None,
+            }
+        )
+    return {"campaign_id": campaign_id, "points": points}

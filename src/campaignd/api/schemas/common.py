@@ -1,0 +1,40 @@
+"""Shared schema pieces."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field
+
+# Ids stay within what JSON numbers carry exactly (2**53) and what both databases store.
+MAX_ID = 2**53
+IdField = Annotated[int, Field(ge=1, le=MAX_ID)]
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a sentence plus its context fields."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str = Field(description="A human sentence saying what went wrong.")
+
+
+class StatusChange(BaseModel):
+    status: str = Field(description="The status to move to.", examples=["running"])
+
+
+class StatusChanged(BaseModel):
+    campaign_id: int
+    status: str
+    previous_status: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "A domain rule refused the request."},
+    401: {"model": ErrorBody, "description": "Missing or wrong bearer token."},
+    404: {"model": ErrorBody, "description": "Unknown id."},
+    409: {"model": ErrorBody, "description": "Illegal status transition or conflicting state."},
+    413: {"model": ErrorBody, "description": "Request body too large."},
+    422: {"model": ErrorBody, "description": "The body does not fit the schema."},
+}

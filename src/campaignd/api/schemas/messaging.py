@@ -1,0 +1,185 @@
+"""Request and response bodies of the message routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from campaignd.api.schemas.common import IdField
+
+Channel = Literal["webhook", "smtp", "telegram", "log"]
+Name = Field(min_length=1, max_length=200)
+RATE = Field(default=None, gt=0, le=6_000_000, description="Messages per minute at most.")
+
+
+class AccountCreate(BaseModel):
+    name: str = Name
+    channel: Channel
+    config: dict[str, Any] = Field(description="Channel settings; secret fields are write-only.")
+    rate_per_minute: float | None = RATE
+
+
+class AccountPatch(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    config: dict[str, Any] | None = Field(default=None, description="Fields to change.")
+    rate_per_minute: float | None = RATE
+
+
+class Account(BaseModel):
+    id: int
+    name: str
+    channel: str
+    config: dict[str, Any]
+    rate_per_minute: float | None
+    created_at: str
+    updated_at: str
+
+
+class AudienceCreate(BaseModel):
+    name: str = Name
+
+
+class Audience(BaseModel):
+    id: int
+    name: str
+    created_at: str
+    contact_count: int
+
+
+class ContactsImport(BaseModel):
+    contacts: list[Any] = Field(
+        max_length=100_000,
+        description="Objects with external_id, address and optional attributes; bad rows are "
+        "reported, good rows kept.",
+    )
+
+
+class Rejected(BaseModel):
+    index: int
+    reason: str
+    external_id: str | None = None
+
+
+class ImportResult(BaseModel):
+    imported: int
+    duplicates: int
+    rejected: list[Rejected]
+
+
+class Contact(BaseModel):
+    id: int
+    external_id: str
+    address: str
+    attributes: dict[str, Any]
+
+
+class SuppressionCreate(BaseModel):
+    address: str = Field(min_length=1, max_length=500)
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class Suppression(BaseModel):
+    address: str
+    reason: str | None
+    created_at: str
+
+
+class Variant(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    message: str | None = Field(default=None, min_length=1, max_length=100_000)
+    weight: float = Field(default=1.0, gt=0, le=1_000_000)
+
+
+class CampaignCreate(BaseModel):
+    name: str = Name
+    account_id: IdField
+    audience_id: IdField
+    message: str = Field(min_length=1, max_length=100_000, description="A Jinja template.")
+    subject: str | None = Field(default=None, max_length=1000)
+    limit: int = Field(ge=0, le=1_000_000_000, description="At most this many recipients.")
+    rate_per_minute: float | None = RATE
+    segment: Any = Field(default=None, description="Conditions over contact attributes.")
+    variants: list[Variant] | None = Field(default=None, min_length=1, max_length=20)
+    start_at: datetime | None = Field(
+        default=None, description="Start by itself at this time (ISO-8601; UTC when no offset)."
+    )
+    send_window: dict[str, Any] | None = Field(
+        default=None,
+        description='Hours when messages may go out: {"start": "09:00", "end": "18:00", '
+        '"timezone": "Europe/Paris"}.',
+    )
+
+
+class CampaignPatch(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    message: str | None = Field(default=None, min_length=1, max_length=100_000)
+    subject: str | None = Field(default=None, max_length=1000)
+    limit: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    rate_per_minute: float | None = RATE
+    send_window: dict[str, Any] | None = None
+
+
+class Campaign(BaseModel):
+    id: int
+    name: str
+    account_id: int
+    audience_id: int
+    message: str
+    subject: str | None
+    limit: int
+    rate_per_minute: float | None
+    segment: Any
+    variants: list[dict[str, Any]] | None
+    start_at: str | None
+    send_window: dict[str, Any] | None
+    status: str
+    sending: bool
+    runner_id: str | None
+    sent_count: int
+    failed_count: int
+    sending_count: int
+    total_recipients: int
+    last_error: str | None
+    created_at: str
+    updated_at: str
+
+
+class SeedUpdate(BaseModel):
+    message: str | None = Field(default=None, min_length=1, max_length=100_000)
+    limit: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    account_id: IdField | None = None
+    session: str | None = Field(default=None, max_length=100_000)
+
+
+class SeedData(BaseModel):
+    message: str
+    limit: int
+    account_id: int
+    session: str
+    created_at: str
+
+
+class SeedCampaignData(BaseModel):
+    campaign_id: int
+    data: SeedData
+    status: str
+    sent_count: int
+    failed_count: int
+    total_recipients: int
+
+
+class PreviewRequest(BaseModel):
+    message: str = Field(min_length=1, max_length=100_000)
+    audience_id: IdField | None = None
+
+
+class Preview(BaseModel):
+    rendered: str | None
+    contact: dict[str, Any] | None
+    error: str | None
+
+
+class SegmentPreview(BaseModel):
+    segment: Any = Field(description='Conditions, e.g. [{"attribute": "tier", "in": ["gold"]}].')
