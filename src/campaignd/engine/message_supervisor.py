@@ -1,0 +1,260 @@
+"""Runs, stops and recovers message-campaign runners; owns their status changes and edits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from campaignd.domain import segments, templates
+from campaignd.domain.errors import CampaignError, Conflict, IllegalTransition
+from campaignd.domain.pacing import Pacer
+from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus, allowed_targets
+from campaignd.engine.guard import TargetGuard
+from campaignd.logs import log_event
+from campaignd.messaging.channels import build_channel
+from campaignd.messaging.sender import SHUTDOWN, MessageRunner
+from campaignd.settings import Settings
+from campaignd.store.messaging_repo import FAILED, SENDING, SENT, MessagingRepository
+from campaignd.store.outage import is_unavailable
+from campaignd.store.secrets import SecretBox
+
+S = CampaignStatus
+ELIGIBLE_CACHE_SECONDS = 2.0
+SCHEDULER_SECONDS = 1.0
+# Operator actions on a message campaign and the status each one asks for.
+ACTIONS: dict[str, S] = {
+    "start": S.RUNNING,
+    "resume": S.RUNNING,
+    "stop": S.STOPPED,
+    "pause": S.PAUSED,
+}
+
+
+class MessageSupervisor:
+    """One runner per sending campaign; pacers outlive runners so a resume never bursts."""
+
+    def __init__(
+        self,
+        repo: MessagingRepository,
+        settings: Settings,
+        guard: TargetGuard,
+        box: SecretBox | None = None,
+    ) -> None:
+        self.repo = repo
+        self.settings = settings
+        self.guard = guard
+        self.box = box
+        self.runners: dict[int, MessageRunner] = {}
+        self._campaign_pacers: dict[int, Pacer] = {}
+        self._account_pacers: dict[int, Pacer] = {}
+        self._lock = asyncio.Lock()
+        self._eligible_cache: dict[int, tuple[float, int]] = {}
+        self._scheduler_task: asyncio.Task[None] | None = None
+
+    def runner(self, campaign_id: int) -> MessageRunner | None:
+        runner = self.runners.get(campaign_id)
+        return runner if runner is not None and runner.active else None
+
+    async def act(self, campaign_id: int, action: str) -> S:
+        """start / stop / resume / pause: one status change, then the runner follows."""
+        requested = ACTIONS[action]
+        async with self._lock:
+            campaign = await self.repo.get_campaign(campaign_id)
+            if action == "start" and campaign["status"] not in (S.DRAFT, S.SCHEDULED):
+                raise IllegalTransition(
+                    campaign["status"],
+                    requested.value,
+                    [s.value for s in allowed_targets(CampaignKind.MESSAGE, S(campaign["status"]))],
+                    campaign_id=campaign_id,
+                    hint="start is for a draft; use resume for a campaign that has run before",
+                )
+            previous = await self.repo.transition(campaign_id, requested, Actor.OPERATOR)
+            log_event(
+                "messages.status_changed",
+                campaign_id=campaign_id,
+                action=action,
+                previous_status=previous.value,
+                status=requested.value,
+            )
+            runner = self.runner(campaign_id)
+            if requested is S.RUNNING and runner is None:
+                await self._start_runner(await self.repo.get_campaign(campaign_id))
+            elif requested in (S.STOPPED, S.PAUSED) and runner is not None:
+                await runner.stop(requested.value)
+            return previous
+
+    async def _start_runner(self, campaign: dict[str, Any]) -> MessageRunner:
+        account = await self.repo.get_account(campaign["account_id"])
+        config = {**account["config"], **(self.box.open(account["secrets"]) if self.box else {})}
+        channel = build_channel(
+            account["channel"],
+            config,
+            url_guard=lambda url: self.guard.check(url, field="config.url"),
+        )
+        account_pacer = self._account_pacers.setdefault(
+            account["id"], Pacer(account.get("rate_per_minute"))
+        )
+        account_pacer.set_rate(account.get("rate_per_minute"))
+        runner = MessageRunner(
+            campaign,
+            account["channel"],
+            channel,
+            self.repo,
+            campaign_pacer=self._campaign_pacers.setdefault(campaign["id"], Pacer(None)),
+            account_pacer=account_pacer,
+            concurrency=self.settings.send_concurrency,
+            claim_batch=self.settings.claim_batch,
+            segment=segments.validate(campaign.get("segment")),
+            on_exit=self._on_exit,
+            unsubscribe_url=self.unsubscribe_url if self.box is not None else None,
+        )
+        self.runners[campaign["id"]] = runner
+        await runner.start()
+        return runner
+
+    def unsubscribe_url(self, campaign_id: int, contact_id: int) -> str:
+        """A link the recipient can follow (or POST to, RFC 8058) to stop all messages."""
+        assert self.box is not None
+        token = self.box.sign(f"unsubscribe:{campaign_id}:{contact_id}")
+        base = self.settings.public_url.rstrip("/")
+        return f"{base}/unsubscribe/{campaign_id}/{contact_id}/{token}"
+
+    def _on_exit(self, runner: MessageRunner) -> None:
+        if self.runners.get(runner.campaign_id) is runner:
+            del self.runners[runner.campaign_id]
+
+    async def sample_contact(self, audience_id: int) -> dict[str, Any] | None:
+        rows = await self.repo.list_contacts(audience_id, 0, 1)
+        return rows[0] if rows else None
+
+    async def edit(self, campaign_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+        """Store an edit; a sending campaign uses it for every message not yet sent."""
+        campaign = await self.repo.get_campaign(campaign_id)
+        sample = await self.sample_contact(campaign["audience_id"])
+        for field in ("message", "subject"):
+            if changes.get(field) is not None:
+                templates.check(changes[field], field, sample)
+        if "account_id" in changes and self.runner(campaign_id) is not None:
+            raise Conflict(
+                "Cannot change the account while the campaign is sending; stop it first.",
+                campaign_id=campaign_id,
+                field="account_id",
+            )
+        if "account_id" in changes:
+            await self.repo.get_account(changes["account_id"])
+        audit = {k: ("***" if k == "session" else v) for k, v in changes.items()}
+        if "session" in changes and self.box is not None:
+            changes = {**changes, "session": self.box.seal({"session": changes["session"]})}
+        updated = await self.repo.update_campaign(campaign_id, changes, audit)
+        runner = self.runner(campaign_id)
+        if runner is not None:
+            runner.apply_edit(updated)
+            log_event(
+                "messages.edited",
+                campaign_id=campaign_id,
+                runner_id=runner.runner_id,
+                fields=sorted(audit),
+            )
+        return updated
+
+    async def delete(self, campaign_id: int) -> None:
+        if self.runner(campaign_id) is not None:
+            raise Conflict(
+                f"Campaign {campaign_id} is sending; stop it before deleting it.",
+                campaign_id=campaign_id,
+            )
+        await self.repo.delete_campaign(campaign_id)
+
+    async def describe(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Campaign rows with their ledger counts and recipient totals."""
+        counts = await self.repo.counts([r["id"] for r in rows])
+        views = []
+        for row in rows:
+            c = counts[row["id"]]
+            eligible = await self._eligible(row)
+            handled = c[SENT] + c[SENDING]
+            views.append(
+                {
+                    **{k: v for k, v in row.items() if k not in ("session", "recipient_limit")},
+                    "limit": row["recipient_limit"],
+                    "sent_count": c[SENT],
+                    "failed_count": c[FAILED],
+                    "sending_count": c[SENDING],
+                    "total_recipients": min(row["recipient_limit"], handled + eligible),
+                }
+            )
+        return views
+
+    async def _eligible(self, row: dict[str, Any]) -> int:
+        """Contacts not yet handled, not suppressed and in the segment (cached a few seconds)."""
+        now = asyncio.get_running_loop().time()
+        cached = self._eligible_cache.get(row["id"])
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        conditions = segments.validate(row.get("segment"))
+        if not conditions:
+            value = await self.repo.count_eligible(row["id"], row["audience_id"])
+        else:
+            value, after = 0, 0
+            while True:
+                page = await self.repo.candidates(row["id"], row["audience_id"], after, 5000)
+                if not page:
+                    break
+                value += sum(1 for contact in page if segments.matches(conditions, contact))
+                after = page[-1]["id"]
+        self._eligible_cache[row["id"]] = (now + ELIGIBLE_CACHE_SECONDS, value)
+        return value
+
+    async def schedule(self, campaign_id: int) -> None:
+        """A campaign created with `start_at` waits in `scheduled` until then."""
+        await self.repo.transition(campaign_id, S.SCHEDULED, Actor.SYSTEM)
+
+    async def start_due(self) -> list[int]:
+        """Start every scheduled campaign whose time has come (also after a restart)."""
+        started = []
+        for campaign in await self.repo.due_campaigns():
+            async with self._lock:
+                try:
+                    await self.repo.transition(campaign["id"], S.RUNNING, Actor.SYSTEM)
+                except CampaignError:
+                    continue  # an operator moved it meanwhile
+                runner = await self._start_runner(await self.repo.get_campaign(campaign["id"]))
+            started.append(campaign["id"])
+            log_event(
+                "messages.schedule_started", campaign_id=campaign["id"], runner_id=runner.runner_id
+            )
+        return started
+
+    async def _scheduler(self) -> None:
+        while True:
+            try:
+                await self.start_due()
+            except Exception as exc:
+                if not is_unavailable(exc):  # an outage is retried quietly on the next tick
+                    log_event("messages.scheduler_failed", level=logging.ERROR, exc_info=True)
+            await asyncio.sleep(SCHEDULER_SECONDS)
+
+    async def recover(self) -> list[int]:
+        """After a restart, resume every campaign that was running when the process died."""
+        resumed: list[int] = []
+        for campaign in await self.repo.sending_campaigns():
+            if campaign["status"] == S.RUNNING and self.settings.recover_on_start:
+                runner = await self._start_runner(campaign)
+                resumed.append(campaign["id"])
+                log_event(
+                    "messages.recovered", campaign_id=campaign["id"], runner_id=runner.runner_id
+                )
+            elif campaign["sending"]:
+                await self.repo.set_sending(campaign["id"], None)
+        self._scheduler_task = asyncio.create_task(self._scheduler(), name="message-scheduler")
+        return resumed
+
+    async def shutdown(self) -> None:
+        if self._scheduler_task is not None:
+            self._scheduler_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler_task
+        runners = list(self.runners.values())
+        await asyncio.gather(*(r.stop(SHUTDOWN) for r in runners), return_exceptions=True)

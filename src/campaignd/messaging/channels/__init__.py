@@ -1,0 +1,97 @@
+"""Channel registry: what each kind needs, which fields are secret, and how to build one."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from campaignd.domain.errors import InvalidInput
+from campaignd.messaging.channels import log, smtp, telegram, webhook
+from campaignd.messaging.channels.base import Channel, ChannelSpec
+
+CHANNEL_SPECS: dict[str, ChannelSpec] = {
+    spec.kind: spec for spec in (webhook.SPEC, log.SPEC, smtp.SPEC, telegram.SPEC)
+}
+SECRET_MASK = "***"
+_NUMBERS = {"timeout_seconds", "retry_base_seconds", "port", "max_attempts", "connections"}
+_FLAGS = {"starttls", "use_tls", "validate_certs"}
+
+
+def spec_for(kind: str) -> ChannelSpec:
+    try:
+        return CHANNEL_SPECS[kind]
+    except KeyError:
+        raise InvalidInput(
+            f"Unknown channel '{kind}'.", field="channel", allowed=sorted(CHANNEL_SPECS)
+        ) from None
+
+
+def secret_fields(kind: str) -> frozenset[str]:
+    return spec_for(kind).secret
+
+
+def validate_account_config(kind: str, config: Any, *, partial: bool = False) -> dict[str, Any]:
+    """The normalized config, or InvalidInput naming the first field that is wrong."""
+    spec = spec_for(kind)
+    if not isinstance(config, dict):
+        raise InvalidInput("Field 'config' must be an object.", field="config")
+    known = spec.required | spec.optional
+    for name in config:
+        if name not in known:
+            raise InvalidInput(
+                f"Field 'config.{name}' is not a {kind} setting.",
+                field=f"config.{name}",
+                allowed=sorted(known),
+            )
+    if not partial:
+        for name in sorted(spec.required):
+            if config.get(name) in (None, ""):
+                raise InvalidInput(
+                    f"Field 'config.{name}' is required for a {kind} account.",
+                    field=f"config.{name}",
+                )
+    result = {**({} if partial else spec.defaults), **config}
+    for name, value in config.items():
+        field = f"config.{name}"
+        if name in _NUMBERS:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise InvalidInput(f"Field '{field}' must be a positive number.", field=field)
+        elif name in _FLAGS:
+            if not isinstance(value, bool):
+                raise InvalidInput(f"Field '{field}' must be true or false.", field=field)
+        elif not isinstance(value, str):
+            raise InvalidInput(f"Field '{field}' must be a string.", field=field)
+    if "port" in config and not 1 <= int(config["port"]) <= 65535:
+        raise InvalidInput("Field 'config.port' must be between 1 and 65535.", field="config.port")
+    for name in ("url", "api_base_url"):
+        if name in config:
+            parts = urlsplit(str(config[name]))
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InvalidInput(
+                    f"Field 'config.{name}' must be an http(s) URL.", field=f"config.{name}"
+                )
+    return result
+
+
+def redact(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config with every secret replaced by '***'."""
+    secrets = secret_fields(kind)
+    return {k: (SECRET_MASK if k in secrets and v else v) for k, v in config.items()}
+
+
+def build_channel(
+    kind: str,
+    config: dict[str, Any],
+    *,
+    url_guard: Callable[[str], Awaitable[object]] | None = None,
+) -> Channel:
+    if kind == "webhook":
+        return webhook.WebhookChannel(config, url_guard)
+    if kind == "log":
+        return log.LogChannel(config)
+    if kind == "smtp":
+        return smtp.SmtpChannel(config)
+    if kind == "telegram":
+        return telegram.TelegramChannel(config, url_guard)
+    raise InvalidInput(f"Unknown channel '{kind}'.", field="channel")

@@ -1,0 +1,134 @@
+"""SMTP channel: one reused connection, STARTTLS or TLS, transient failures retried."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+import aiosmtplib
+
+from campaignd.messaging.channels.base import ChannelSpec, OutgoingMessage, SendResult
+from campaignd.messaging.channels.retry import backoff_seconds
+
+SPEC = ChannelSpec(
+    kind="smtp",
+    required=frozenset({"host", "port", "from"}),
+    optional=frozenset(
+        {
+            "username",
+            "password",
+            "starttls",
+            "use_tls",
+            "validate_certs",
+            "timeout_seconds",
+            "max_attempts",
+            "retry_base_seconds",
+        }
+    ),
+    secret=frozenset({"password"}),
+    defaults={
+        "starttls": False,
+        "use_tls": False,
+        "validate_certs": True,
+        "timeout_seconds": 30.0,
+        "max_attempts": 3,
+        "retry_base_seconds": 0.5,
+    },
+)
+
+
+class SmtpChannel:
+    """Keeps one connection open across messages; reconnects when the server drops it."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = {**SPEC.defaults, **config}
+        self._retry_base = float(self.config["retry_base_seconds"])
+        self._client: aiosmtplib.SMTP | None = None
+        self._lock = asyncio.Lock()
+        self.connections_opened = 0
+
+    def _tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if not self.config["validate_certs"]:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        if self._client is not None and self._client.is_connected:
+            return self._client
+        client = aiosmtplib.SMTP(
+            hostname=self.config["host"],
+            port=int(self.config["port"]),
+            use_tls=bool(self.config["use_tls"]),
+            start_tls=bool(self.config["starttls"]),
+            tls_context=self._tls_context(),
+            timeout=float(self.config["timeout_seconds"]),
+        )
+        await client.connect()
+        if self.config.get("username"):
+            try:
+                await client.login(self.config["username"], self.config.get("password") or "")
+            except BaseException:
+                client.close()  # a refused login must not leave its connection open
+                raise
+        self._client = client
+        self.connections_opened += 1
+        return client
+
+    def _compose(self, message: OutgoingMessage) -> EmailMessage:
+        email = EmailMessage()
+        email["From"] = self.config["from"]
+        email["To"] = message.address
+        email["Subject"] = message.subject or "(no subject)"
+        email["Date"] = formatdate(localtime=False)
+        email["Message-ID"] = make_msgid(idstring=message.idempotency_key.replace(":", "."))
+        for name, value in message.headers.items():
+            email[name] = value
+        email.set_content(message.text)
+        return email
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        email = self._compose(message)
+        attempts = int(self.config["max_attempts"])
+        error = "not sent"
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self._lock:
+                    client = await self._connect()
+                    await client.send_message(email)
+                return SendResult(ok=True, attempts=attempt)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                refusal = exc.recipients[0]
+                error = f"SMTP {refusal.code}: {refusal.message}"[:300]
+                if 500 <= refusal.code < 600:
+                    return SendResult(ok=False, attempts=attempt, error=error)
+            except aiosmtplib.SMTPResponseException as exc:
+                error = f"SMTP {exc.code}: {exc.message}"[:300]
+                if 500 <= exc.code < 600:
+                    return SendResult(ok=False, attempts=attempt, error=error)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+                await self._drop()
+            if attempt < attempts:
+                await asyncio.sleep(
+                    backoff_seconds(attempt, float(self.config["retry_base_seconds"]))
+                )
+        return SendResult(ok=False, attempts=attempts, error=error)
+
+    async def _drop(self) -> None:
+        if self._client is not None:
+            # A broken connection may fail to close; it is gone either way.
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+
+    async def close(self) -> None:
+        if self._client is not None and self._client.is_connected:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await self._client.quit()
+        await self._drop()

@@ -1,0 +1,414 @@
+"""A message runner owns one sending campaign: claim, render, pace, send, record."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from campaignd.domain import templates, variants, windows
+from campaignd.domain.errors import CampaignError
+from campaignd.domain.pacing import Pacer
+from campaignd.domain.segments import matches
+from campaignd.domain.statuses import Actor, CampaignStatus
+from campaignd.logs import log_event
+from campaignd.messaging.channels.base import Channel, OutgoingMessage
+from campaignd.store.messaging_repo import SENT, DeliveryOutcome, MessagingRepository
+from campaignd.store.outage import is_unavailable
+
+# Channels whose far end deduplicates by Idempotency-Key: claims left in doubt by a crash are
+# sent again with the same key. Others (SMTP) settle them as failed instead.
+IDEMPOTENT_CHANNELS = frozenset({"webhook", "telegram", "log"})
+IN_DOUBT_REASON = "in doubt after a crash: not re-sent on a channel without idempotency"
+SHUTDOWN = "shutdown"
+RECORD_SECONDS = 0.1
+REFRESH_SECONDS = 0.5
+DRAIN_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class Recipient:
+    contact: dict[str, Any]
+    variant: str | None
+
+
+class MessageRunner:
+    """Sends one campaign until its limit is reached, its audience is exhausted, or it stops."""
+
+    def __init__(
+        self,
+        campaign: dict[str, Any],
+        channel_kind: str,
+        channel: Channel,
+        repo: MessagingRepository,
+        *,
+        campaign_pacer: Pacer,
+        account_pacer: Pacer,
+        concurrency: int,
+        claim_batch: int,
+        segment: list[dict[str, Any]],
+        on_exit: Callable[[MessageRunner], None],
+        unsubscribe_url: Callable[[int, int], str] | None = None,
+    ) -> None:
+        self.campaign_id: int = campaign["id"]
+        self.runner_id = f"sender-{self.campaign_id}-{uuid.uuid4().hex[:8]}"
+        self.repo = repo
+        self.channel_kind = channel_kind
+        self.channel = channel
+        self.campaign_pacer = campaign_pacer
+        self.account_pacer = account_pacer
+        self.concurrency = concurrency
+        self.claim_batch = claim_batch
+        self.segment = segment
+        self.outcome: CampaignStatus | None = None
+        self.sent = 0
+        self.failed = 0
+        self._outstanding = 0  # claimed by this runner, not yet settled or released
+        self._in_send = 0
+        self._recording = True
+        self._pace_lock = asyncio.Lock()
+        self._queue: asyncio.Queue[Recipient | None] = asyncio.Queue(
+            maxsize=max(claim_batch, concurrency) * 2
+        )
+        self._results: list[DeliveryOutcome] = []
+        self._released: list[int] = []
+        self._stop = asyncio.Event()
+        self._stop_reason = "stopped"
+        self._on_exit = on_exit
+        self._unsubscribe_url = unsubscribe_url
+        self._task: asyncio.Task[None] | None = None
+        self._database_down = False
+        self._audience_id: int = campaign["audience_id"]
+        self.apply_edit(campaign)
+
+    @property
+    def active(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def apply_edit(self, campaign: dict[str, Any]) -> None:
+        """Take the campaign's current values; every message not yet sent uses them."""
+        self.message: str = campaign["message"]
+        self.subject: str | None = campaign.get("subject")
+        self.limit: int = int(campaign["recipient_limit"])
+        self.variants: list[dict[str, Any]] = list(campaign.get("variants") or [])
+        self.send_window: dict[str, str] | None = campaign.get("send_window")
+        self.campaign_pacer.set_rate(campaign.get("rate_per_minute"))
+
+    async def start(self) -> None:
+        counts = (await self.repo.counts([self.campaign_id]))[self.campaign_id]
+        self.sent = counts[SENT]
+        await self.repo.set_sending(self.campaign_id, self.runner_id)
+        self._task = asyncio.create_task(self._run(), name=self.runner_id)
+        log_event(
+            "messages.runner_started",
+            campaign_id=self.campaign_id,
+            runner_id=self.runner_id,
+            already_sent=self.sent,
+            limit=self.limit,
+        )
+
+    async def stop(self, reason: str = "stopped") -> None:
+        """Stop claiming, let in-flight sends finish (bounded), release what was not sent."""
+        self._stop_reason = reason
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        workers = [asyncio.create_task(self._work()) for _ in range(self.concurrency)]
+        recorder = asyncio.create_task(self._record_loop())
+        error: BaseException | None = None
+        try:
+            await self._requeue_in_doubt()
+            await self._produce()
+        except Exception as exc:
+            error = exc
+            self.outcome = CampaignStatus.FAILED
+            log_event(
+                "messages.runner_failed",
+                level=logging.ERROR,
+                exc_info=True,
+                campaign_id=self.campaign_id,
+                runner_id=self.runner_id,
+            )
+        finally:
+            self._stop.set()
+            self._release_queued()
+            for _ in workers:
+                self._queue.put_nowait(None)
+            _, stuck = await asyncio.wait(workers, timeout=DRAIN_SECONDS)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            self._release_queued()
+            # The recorder finishes the write it is in (cancelling it mid-write would lose
+            # the batch it holds); _finish then writes whatever is left.
+            self._recording = False
+            with contextlib.suppress(Exception):
+                await recorder
+            await self._finish(error)
+
+    async def _requeue_in_doubt(self) -> None:
+        """Claims a crash left in 'sending' go first: re-sent with the same key, or settled."""
+        if self.channel_kind not in IDEMPOTENT_CHANNELS:
+            settled = await self.repo.settle_in_doubt(self.campaign_id, IN_DOUBT_REASON)
+            if settled:
+                log_event("messages.in_doubt_settled", campaign_id=self.campaign_id, count=settled)
+            return
+        after = 0
+        resent = 0
+        while not self._stop.is_set():
+            rows = await self.repo.in_doubt(self.campaign_id, after, self.claim_batch)
+            if not rows:
+                break
+            for row in rows:
+                self._outstanding += 1
+                await self._queue.put(Recipient(row, row.get("variant")))
+            resent += len(rows)
+            after = rows[-1]["id"]
+        if resent:
+            log_event(
+                "messages.in_doubt_resent",
+                campaign_id=self.campaign_id,
+                runner_id=self.runner_id,
+                count=resent,
+            )
+
+    async def _produce(self) -> None:
+        cursor = 0
+        exhausted = False
+        while not self._stop.is_set():
+            room = self.limit - self.sent - self._outstanding
+            if room > 0 and not exhausted:
+                try:
+                    batch = await self._claim(cursor, min(room, self.claim_batch))
+                except Exception as exc:
+                    if not is_unavailable(exc):
+                        raise
+                    self._note_outage(exc)
+                    await self._wait(1.0)  # the database is away: wait, then claim again
+                    continue
+                if batch is None:
+                    exhausted = True
+                    continue
+                cursor, recipients = batch
+                for recipient in recipients:
+                    await self._queue.put(recipient)
+                continue
+            if self._outstanding == 0:
+                # The limit is reached or nobody eligible is left: done until resumed.
+                self.outcome = CampaignStatus.COMPLETED
+                return
+            await self._wait(0.05)
+
+    async def _claim(self, cursor: int, wanted: int) -> tuple[int, list[Recipient]] | None:
+        """Claim up to `wanted` recipients after `cursor`; None when the audience is exhausted."""
+        while True:
+            rows = await self.repo.candidates(self.campaign_id, self._audience_id, cursor, wanted)
+            if not rows:
+                return None
+            cursor = rows[-1]["id"]
+            chosen = [r for r in rows if matches(self.segment, r)] if self.segment else rows
+            if not chosen:
+                continue
+            picks = [(r, self._variant_for(r["id"])) for r in chosen]
+            won = await self.repo.claim(self.campaign_id, [(r["id"], v) for r, v in picks])
+            self._outstanding += len(won)
+            recipients = [Recipient(r, v) for r, v in picks if r["id"] in won]
+            if recipients:
+                return cursor, recipients
+
+    def _variant_for(self, contact_id: int) -> str | None:
+        if not self.variants:
+            return None
+        return str(variants.choose(self.variants, self.campaign_id, contact_id)["name"])
+
+    def _template_for(self, variant: str | None) -> str:
+        for candidate in self.variants:
+            if candidate["name"] == variant:
+                return str(candidate.get("message") or self.message)
+        return self.message
+
+    async def _work(self) -> None:
+        while True:
+            recipient = await self._queue.get()
+            if recipient is None:
+                return
+            # One worker at a time waits for the next slot, so slots are taken just in time
+            # and a rate or limit edit applies to the very next message.
+            async with self._pace_lock:
+                if not self._may_send():
+                    self._release(recipient)
+                    continue
+                await self._pace()
+                if not self._may_send():
+                    self._release(recipient)
+                    continue
+                self._in_send += 1
+            try:
+                await self._send(recipient)
+            finally:
+                self._in_send -= 1
+
+    def _may_send(self) -> bool:
+        return not self._stop.is_set() and self.sent + self._in_send < self.limit
+
+    async def _pace(self) -> None:
+        while not self._stop.is_set():
+            closed_for = windows.seconds_until_open(self.send_window, datetime.now(UTC))
+            if closed_for <= 0:
+                break
+            # Re-check at least every few seconds: an edit may change the window.
+            await self._wait(min(closed_for, 5.0))
+        loop = asyncio.get_running_loop()
+        for pacer in (self.campaign_pacer, self.account_pacer):
+            wait = pacer.reserve(loop.time())
+            if wait > 0:
+                await self._wait(wait)
+
+    async def _send(self, recipient: Recipient) -> None:
+        contact = recipient.contact
+        headers: dict[str, str] = {}
+        if self._unsubscribe_url is not None:
+            link = self._unsubscribe_url(self.campaign_id, contact["id"])
+            headers = {
+                "List-Unsubscribe": f"<{link}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            }
+            attributes = {**(contact.get("attributes") or {}), "unsubscribe_url": link}
+            contact = {**contact, "attributes": attributes}
+        try:
+            text = templates.render(self._template_for(recipient.variant), contact)
+            subject = templates.render(self.subject, contact) if self.subject else None
+        except Exception as exc:
+            self._settle(DeliveryOutcome(contact["id"], False, 0, f"template: {exc}"))
+            return
+        result = await self.channel.send(
+            OutgoingMessage(
+                campaign_id=self.campaign_id,
+                contact_id=contact["id"],
+                external_id=contact["external_id"],
+                address=contact["address"],
+                text=text,
+                subject=subject,
+                variant=recipient.variant,
+                headers=headers,
+            )
+        )
+        if result.throttled_seconds:
+            # The far end said "slow down": every worker of this account waits, not only this one.
+            now = asyncio.get_running_loop().time()
+            self.account_pacer.hold(now, result.throttled_seconds)
+            self.campaign_pacer.hold(now, result.throttled_seconds)
+        self._settle(DeliveryOutcome(contact["id"], result.ok, result.attempts, result.error))
+
+    def _settle(self, outcome: DeliveryOutcome) -> None:
+        self._outstanding -= 1
+        if outcome.ok:
+            self.sent += 1
+        else:
+            self.failed += 1
+        self._results.append(outcome)
+
+    def _release(self, recipient: Recipient) -> None:
+        self._outstanding -= 1
+        self._released.append(recipient.contact["id"])
+
+    def _release_queued(self) -> None:
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                self._release(item)
+
+    async def _wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _record_loop(self) -> None:
+        while self._recording:
+            await asyncio.sleep(RECORD_SECONDS)
+            try:
+                await self._record()
+            except Exception:  # kept for the next try; the loop must outlive any one write
+                log_event(
+                    "messages.record_failed",
+                    level=logging.ERROR,
+                    exc_info=True,
+                    campaign_id=self.campaign_id,
+                    runner_id=self.runner_id,
+                )
+
+    async def _record(self) -> bool:
+        """Write settled outcomes and released claims; keep them while the database is down."""
+        if not self._results and not self._released:
+            return True
+        results, self._results = self._results, []
+        released, self._released = self._released, []
+        try:
+            await self.repo.record(self.campaign_id, results)
+            await self.repo.release(self.campaign_id, released)
+        except Exception as exc:
+            self._results[:0] = results
+            self._released[:0] = released
+            if not is_unavailable(exc):
+                raise
+            self._note_outage(exc)
+            return False
+        if self._database_down:
+            self._database_down = False
+            log_event("messages.database_recovered", campaign_id=self.campaign_id)
+        return True
+
+    def _note_outage(self, exc: BaseException) -> None:
+        """Log a database outage once; sending waits and carries on when it is back."""
+        if not self._database_down:
+            self._database_down = True
+            log_event(
+                "messages.database_unavailable",
+                level=logging.WARNING,
+                campaign_id=self.campaign_id,
+                runner_id=self.runner_id,
+                error=str(exc)[:300],
+            )
+
+    async def _finish(self, error: BaseException | None) -> None:
+        try:
+            for _ in range(60):
+                if await self._record():
+                    break
+                await asyncio.sleep(0.5)
+            await self.channel.close()
+            if self.outcome is not None:
+                with contextlib.suppress(CampaignError):
+                    await self.repo.transition(
+                        self.campaign_id,
+                        self.outcome,
+                        Actor.SYSTEM,
+                        **({"last_error": str(error)} if error else {}),
+                    )
+            if self._stop_reason != SHUTDOWN or self.outcome is not None:
+                await self.repo.set_sending(self.campaign_id, None, str(error) if error else None)
+        except Exception:
+            log_event(
+                "messages.runner_finish_failed",
+                level=logging.ERROR,
+                exc_info=True,
+                campaign_id=self.campaign_id,
+                runner_id=self.runner_id,
+            )
+        finally:
+            log_event(
+                "messages.runner_ended",
+                campaign_id=self.campaign_id,
+                runner_id=self.runner_id,
+                outcome=self.outcome.value if self.outcome else self._stop_reason,
+                sent=self.sent,
+                failed=self.failed,
+            )
+            self._on_exit(self)
