@@ -63,6 +63,13 @@ def test_traffic_campaign_from_the_ui(
     page.get_by_role("button", name="Stop").click()
     page.locator("#campaign-status .badge-stopped").wait_for()
     assert target.counts["/home"] >= 20
+    page.get_by_role("link", name="Full report").click()
+    page.get_by_role("heading", name="Report: ui load").wait_for()
+    page.wait_for_function(
+        "() => Number(document.querySelector('#chart-b polyline')?.dataset.points) >= 3"
+    )
+    assert _stat(page, "Requests") == target.counts["/home"]
+    shoot(page, "traffic-report")
     _open(page, ui_server, "#/", "Campaigns")
     page.get_by_role("link", name="ui load").wait_for()
     shoot(page, "campaign-list")
@@ -130,6 +137,20 @@ def test_message_campaign_edit_stop_resume(
     assert lines[0]["message"].startswith("Hi Person")
     assert lines[-1]["message"].startswith("Bye Person"), "the edit reached later messages"
     page.get_by_role("button", name="Resume").wait_for()
+
+    page.get_by_role("link", name="Full report").click()
+    page.get_by_role("heading", name="Report: welcome").wait_for()
+    assert _stat(page, "Sent") == 30
+    variant_row = page.get_by_role("row").filter(has_text="default")
+    assert variant_row.get_by_role("cell").nth(1).inner_text() == "30"
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download CSV").click()
+    saved = tmp_path / "report.csv"
+    download_info.value.save_as(saved)
+    rows = saved.read_text().splitlines()
+    assert rows[0] == "at,sent,failed"
+    assert sum(int(r.split(",")[1]) for r in rows[1:]) == 30
+    shoot(page, "message-report")
 
 
 def test_errors_are_shown_in_words(page, ui_server: ServiceProcess) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from campaignd.domain import templates, variants, windows
+from campaignd.domain import ab_test, templates, variants, windows
 from campaignd.domain.errors import CampaignError
 from campaignd.domain.pacing import Pacer
 from campaignd.domain.segments import matches
@@ -84,7 +84,15 @@ class MessageRunner:
         self._task: asyncio.Task[None] | None = None
         self._database_down = False
         self._audience_id: int = campaign["audience_id"]
+        self.ab_test: dict[str, Any] | None = campaign.get("ab_test")
+        self.winner: str | None = campaign.get("ab_winner")
+        self.sample_done_at = _parse_time(campaign.get("ab_sample_done_at"))
         self.apply_edit(campaign)
+
+    @property
+    def testing(self) -> bool:
+        """Sending the A/B sample: only sample recipients, each variant by weight."""
+        return bool(self.ab_test and self.variants and self.winner is None)
 
     @property
     def active(self) -> bool:
@@ -202,10 +210,56 @@ class MessageRunner:
                     await self._queue.put(recipient)
                 continue
             if self._outstanding == 0:
+                if self.testing and room > 0:
+                    # The sample is sent: pick the winner, then the rest of the audience.
+                    if await self._decide_winner():
+                        cursor, exhausted = 0, False
+                    continue
                 # The limit is reached or nobody eligible is left: done until resumed.
                 self.outcome = CampaignStatus.COMPLETED
                 return
             await self._wait(0.05)
+
+    async def _decide_winner(self) -> bool:
+        """Wait the test's time for results, then keep the best variant; False if interrupted."""
+        assert self.ab_test is not None
+        try:
+            if self.sample_done_at is None:
+                self.sample_done_at = datetime.now(UTC)
+                await self.repo.note_ab_test(
+                    self.campaign_id, "ab_sample_sent", {"ab_sample_done_at": self.sample_done_at}
+                )
+                log_event(
+                    "messages.ab_sample_sent",
+                    campaign_id=self.campaign_id,
+                    runner_id=self.runner_id,
+                    sent=self.sent,
+                )
+            wait = float(self.ab_test.get("wait_minutes") or 0) * 60.0
+            left = (self.sample_done_at - datetime.now(UTC)).total_seconds() + wait
+            if left > 0:
+                await self._wait(min(left, 5.0))  # short steps: a stop must not wait for it
+                return False
+            metric = str(self.ab_test["metric"])
+            stats = await self.repo.variant_counts(self.campaign_id)
+            best = ab_test.winner(metric, self.variants, stats)
+            await self.repo.note_ab_test(self.campaign_id, "ab_winner", {"ab_winner": best})
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            self._note_outage(exc)
+            await self._wait(1.0)
+            return False
+        self.winner = best
+        log_event(
+            "messages.ab_winner",
+            campaign_id=self.campaign_id,
+            runner_id=self.runner_id,
+            metric=metric,
+            winner=best,
+            scores={s.variant: s.value for s in ab_test.scores(metric, self.variants, stats)},
+        )
+        return True
 
     async def _claim(self, cursor: int, wanted: int) -> tuple[int, list[Recipient]] | None:
         """Claim up to `wanted` recipients after `cursor`; None when the audience is exhausted."""
@@ -215,6 +269,10 @@ class MessageRunner:
                 return None
             cursor = rows[-1]["id"]
             chosen = [r for r in rows if matches(self.segment, r)] if self.segment else rows
+            if self.testing:
+                assert self.ab_test is not None
+                share = float(self.ab_test["sample_percent"])
+                chosen = [r for r in chosen if ab_test.in_sample(self.campaign_id, r["id"], share)]
             if not chosen:
                 continue
             picks = [(r, self._variant_for(r["id"])) for r in chosen]
@@ -227,6 +285,8 @@ class MessageRunner:
     def _variant_for(self, contact_id: int) -> str | None:
         if not self.variants:
             return None
+        if self.winner is not None:
+            return self.winner
         return str(variants.choose(self.variants, self.campaign_id, contact_id)["name"])
 
     def _template_for(self, variant: str | None) -> str:
@@ -412,3 +472,10 @@ class MessageRunner:
                 failed=self.failed,
             )
             self._on_exit(self)
+
+
+def _parse_time(value: datetime | str | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

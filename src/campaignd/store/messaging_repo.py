@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from campaignd.domain import ab_test
 from campaignd.domain.errors import Conflict, NotFound
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
@@ -31,6 +32,7 @@ from campaignd.store.tables import (
     audiences,
     contacts,
     deliveries,
+    engagements,
     message_campaigns,
     suppressions,
 )
@@ -39,6 +41,7 @@ M = message_campaigns
 D = deliveries
 C = contacts
 SENT, FAILED, SENDING = "sent", "failed", "sending"
+VARIANT_COUNTS = (SENT, FAILED, SENDING, *ab_test.EVENTS)
 # Multi-row INSERTs stay under PostgreSQL's 32,767 bind parameters (and SQLite's limit).
 ROWS_PER_STATEMENT = 1000
 
@@ -329,6 +332,19 @@ class MessagingRepository:
         async with self.db.transaction() as conn:
             await conn.execute(update(M).where(M.c.id == campaign_id).values(**values))
 
+    async def note_ab_test(self, campaign_id: int, event: str, values: dict[str, Any]) -> None:
+        """The A/B test's progress (sample done, winner): kept on the campaign and audited."""
+        async with self.db.transaction() as conn:
+            await conn.execute(update(M).where(M.c.id == campaign_id).values(**values))
+            await status_store.record_event(
+                conn,
+                CampaignKind.MESSAGE,
+                campaign_id,
+                event,
+                actor=Actor.SYSTEM,
+                details={k: str(v) for k, v in values.items()},
+            )
+
     # the ledger -----------------------------------------------------------------------
     async def counts(self, campaign_ids: Iterable[int]) -> dict[int, dict[str, int]]:
         """sent / failed / sending per campaign, straight from the ledger."""
@@ -525,18 +541,73 @@ class MessagingRepository:
         ]
 
     async def variant_counts(self, campaign_id: int) -> dict[str, dict[str, int]]:
+        """Per variant: deliveries by state and engagements by kind."""
+        E = engagements
         async with self.db.read() as conn:
-            rows = (
+            states = (
                 await conn.execute(
                     select(D.c.variant, D.c.state, func.count())
                     .where(D.c.campaign_id == campaign_id)
                     .group_by(D.c.variant, D.c.state)
                 )
             ).all()
+            engaged = (
+                await conn.execute(
+                    select(D.c.variant, E.c.kind, func.count())
+                    .select_from(
+                        E.join(
+                            D,
+                            and_(
+                                D.c.campaign_id == E.c.campaign_id, D.c.contact_id == E.c.contact_id
+                            ),
+                        )
+                    )
+                    .where(E.c.campaign_id == campaign_id)
+                    .group_by(D.c.variant, E.c.kind)
+                )
+            ).all()
         result: dict[str, dict[str, int]] = {}
-        for variant, state, count in rows:
-            result.setdefault(variant or "default", {SENT: 0, FAILED: 0, SENDING: 0})[state] = count
+        for variant, key, count in [*states, *engaged]:
+            counts = result.setdefault(variant or "default", dict.fromkeys(VARIANT_COUNTS, 0))
+            counts[key] = int(count)
         return result
+
+    async def engage(self, campaign_id: int, contact_id: int, kind: str) -> bool:
+        """Note that a recipient clicked, converted or unsubscribed; False if already noted."""
+        statement = (
+            self._insert_ignore(engagements)
+            .values(campaign_id=campaign_id, contact_id=contact_id, kind=kind, at=utcnow())
+            .on_conflict_do_nothing()
+        )
+        async with self.db.transaction() as conn:
+            result = await conn.execute(statement)
+        return bool(result.rowcount)
+
+    async def delivered_contact(self, campaign_id: int, external_id: str) -> int:
+        """The id of the contact with `external_id` that this campaign has sent to."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(C.c.id, D.c.state)
+                    .select_from(M.join(C, C.c.audience_id == M.c.audience_id))
+                    .outerjoin(D, and_(D.c.campaign_id == M.c.id, D.c.contact_id == C.c.id))
+                    .where(M.c.id == campaign_id, C.c.external_id == external_id)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(
+                f"Campaign {campaign_id}'s audience has no contact '{external_id}'.",
+                campaign_id=campaign_id,
+                external_id=external_id,
+            )
+        if row.state != SENT:
+            raise Conflict(
+                f"Contact '{external_id}' has not been sent campaign {campaign_id}"
+                f" (delivery: {row.state or 'none'}).",
+                campaign_id=campaign_id,
+                external_id=external_id,
+            )
+        return int(row.id)
 
     async def failure_reasons(self, campaign_id: int, limit: int = 20) -> list[dict[str, Any]]:
         async with self.db.read() as conn:

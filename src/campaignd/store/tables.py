@@ -140,6 +140,8 @@ message_campaigns = Table(
     Column("segment", JSON, nullable=True),
     Column("variants", JSON, nullable=True),
     Column("ab_test", JSON, nullable=True),
+    Column("ab_winner", String(100), nullable=True),
+    _ts("ab_sample_done_at"),
     _ts("start_at"),
     Column("send_window", JSON, nullable=True),
     Column("session", Text, nullable=True),
@@ -169,6 +171,20 @@ deliveries = Table(
     Column("last_error", Text, nullable=True),
     PrimaryKeyConstraint("campaign_id", "contact_id", name="pk_deliveries"),
     Index("ix_deliveries_campaign_state", "campaign_id", "state"),
+)
+
+# What recipients did with a message: clicks and conversions reported by the operator's
+# systems, unsubscribes from our own link. Once per kind per recipient per campaign.
+engagements = Table(
+    "engagements",
+    metadata,
+    Column(
+        "campaign_id", Id, ForeignKey("message_campaigns.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(20), nullable=False),
+    _ts("at", False),
+    PrimaryKeyConstraint("campaign_id", "contact_id", "kind", name="pk_engagements"),
 )
 
 campaign_events = Table(

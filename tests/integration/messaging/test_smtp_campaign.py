@@ -66,6 +66,8 @@ def test_smtp_campaign_with_a_working_unsubscribe_link(
         assert done.status_code == 200 and "will not receive" in done.text
         suppressed = client.get("/api/suppressions").json()
         assert "r1@readers.test" in [s["address"] for s in suppressed]
+        report = client.get(f"/api/campaigns/{first}/report").json()
+        assert report["per_variant"]["default"]["unsubscribe"] == 1
 
         second = client.post("/api/campaigns", json={**body, "name": "news 2"}).json()["id"]
         client.post(f"/api/campaigns/{second}/start")

@@ -21,6 +21,8 @@ from campaignd.api.schemas.messaging import (
     CampaignCreate,
     CampaignPatch,
     Contact,
+    EngagementCreate,
+    EngagementRecorded,
     ImportResult,
     Preview,
     PreviewRequest,
@@ -28,7 +30,7 @@ from campaignd.api.schemas.messaging import (
     Suppression,
     SuppressionCreate,
 )
-from campaignd.domain import segments, templates, windows
+from campaignd.domain import ab_test, segments, templates, windows
 from campaignd.domain.contacts import ImportReport, clean_row, csv_rows
 from campaignd.domain.errors import InvalidInput
 from campaignd.domain.statuses import CampaignStatus
@@ -266,6 +268,8 @@ async def create_campaign(
             templates.check(variant["message"], f"variants[{index}].message", sample)
     if variants and len({v["name"] for v in variants}) != len(variants):
         raise InvalidInput("Variant names must be unique.", field="variants")
+    if body.ab_test is not None and len(variants or []) < 2:
+        raise InvalidInput("An A/B test needs at least two variants.", field="ab_test")
     segments.validate(body.segment)
     start_at = body.start_at
     if start_at is not None:
@@ -283,6 +287,7 @@ async def create_campaign(
             "rate_per_minute": body.rate_per_minute,
             "segment": body.segment,
             "variants": variants,
+            "ab_test": body.ab_test.model_dump() if body.ab_test else None,
             "start_at": start_at,
             "send_window": windows.validate(body.send_window),
         }
@@ -387,12 +392,14 @@ async def report(
 ) -> Response:
     view = await campaign_view(svc, campaign_id)
     points = await svc.messaging.series(campaign_id, bucket_seconds, 100_000)
+    per_variant = await svc.messaging.variant_counts(campaign_id)
     body = {
         "campaign": view,
         "counts": {
             k: view[k] for k in ("sent_count", "failed_count", "sending_count", "total_recipients")
         },
-        "per_variant": await svc.messaging.variant_counts(campaign_id),
+        "per_variant": per_variant,
+        "ab_test": ab_test_report(view, per_variant),
         "failures_by_reason": await svc.messaging.failure_reasons(campaign_id),
         "bucket_seconds": bucket_seconds,
         "series": [
@@ -403,6 +410,38 @@ async def report(
     return reports.respond(
         body, "series", ["at", "sent", "failed"], format, f"campaign-{campaign_id}"
     )
+
+
+def ab_test_report(view: dict[str, Any], per_variant: dict[str, Any]) -> dict[str, Any] | None:
+    test = view.get("ab_test")
+    if not test:
+        return None
+    if view.get("ab_winner"):
+        phase = "winner_chosen"
+    elif view.get("ab_sample_done_at"):
+        phase = "waiting_for_results"
+    else:
+        phase = "sending_sample"
+    scores = ab_test.scores(test["metric"], view.get("variants") or [], per_variant)
+    return {
+        **test,
+        "phase": phase,
+        "sample_sent_at": view.get("ab_sample_done_at"),
+        "winner": view.get("ab_winner"),
+        "scores": [{"variant": s.variant, "value": s.value, "of": s.denominator} for s in scores],
+    }
+
+
+@router.post(
+    "/campaigns/{campaign_id}/engagements",
+    response_model=EngagementRecorded,
+    summary="Report a recipient's click or conversion (for A/B metrics and reports)",
+)
+async def engagement(
+    campaign_id: IdPath, body: EngagementCreate, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    contact_id = await svc.messaging.delivered_contact(campaign_id, body.external_id)
+    return {"recorded": await svc.messaging.engage(campaign_id, contact_id, body.kind)}
 
 
 @router.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from html import escape
 
 from fastapi import APIRouter, Depends
@@ -53,6 +54,9 @@ async def unsubscribe(
     """Also the RFC 8058 one-click target (List-Unsubscribe-Post)."""
     address = await _address(svc, campaign_id, contact_id, token)
     await svc.messaging.suppress(address, f"unsubscribed from campaign {campaign_id}")
+    with contextlib.suppress(NotFound):  # the campaign may be deleted since it sent the link
+        await svc.messaging.get_campaign(campaign_id)
+        await svc.messaging.engage(campaign_id, contact_id, "unsubscribe")
     log_event("messages.unsubscribed", campaign_id=campaign_id, contact_id=contact_id)
     body = f"<p>{escape(address)} will not receive messages from us again.</p>"
     return HTMLResponse(PAGE.format(title="You are unsubscribed", body=body))

@@ -92,6 +92,30 @@ class Variant(BaseModel):
     weight: float = Field(default=1.0, gt=0, le=1_000_000)
 
 
+class ABTest(BaseModel):
+    sample_percent: float = Field(
+        gt=0, lt=100, description="Share of the audience (in %) that tests the variants."
+    )
+    metric: Literal["delivery_rate", "click_rate", "conversion_rate", "unsubscribe_rate"] = Field(
+        description="The winner has the highest rate (the lowest for unsubscribe_rate)."
+    )
+    wait_minutes: float = Field(
+        default=0,
+        ge=0,
+        le=10_080,
+        description="After the sample is sent, wait this long for results before choosing.",
+    )
+
+
+class EngagementCreate(BaseModel):
+    external_id: str = Field(min_length=1, max_length=200)
+    kind: Literal["click", "conversion"]
+
+
+class EngagementRecorded(BaseModel):
+    recorded: bool = Field(description="False when this was already noted for the recipient.")
+
+
 class CampaignCreate(BaseModel):
     name: str = Name
     account_id: IdField
@@ -102,6 +126,9 @@ class CampaignCreate(BaseModel):
     rate_per_minute: float | None = RATE
     segment: Any = Field(default=None, description="Conditions over contact attributes.")
     variants: list[Variant] | None = Field(default=None, min_length=1, max_length=20)
+    ab_test: ABTest | None = Field(
+        default=None, description="Test the variants on a sample, then send the winner."
+    )
     start_at: datetime | None = Field(
         default=None, description="Start by itself at this time (ISO-8601; UTC when no offset)."
     )
@@ -132,6 +159,9 @@ class Campaign(BaseModel):
     rate_per_minute: float | None
     segment: Any
     variants: list[dict[str, Any]] | None
+    ab_test: dict[str, Any] | None
+    ab_winner: str | None
+    ab_sample_done_at: str | None
     start_at: str | None
     send_window: dict[str, Any] | None
     status: str
@@ -142,6 +172,8 @@ class Campaign(BaseModel):
     sending_count: int
     total_recipients: int
     last_error: str | None
+    started_at: str | None
+    completed_at: str | None
     created_at: str
     updated_at: str
 

@@ -13,10 +13,35 @@ export function setToken(token) {
   localStorage.setItem(TOKEN_KEY, token);
 }
 
-export async function api(method, path, body, { contentType } = {}) {
-  const headers = {};
+function authHeaders() {
   const token = localStorage.getItem(TOKEN_KEY);
-  if (token) headers.Authorization = `Bearer ${token}`;
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+// A download through fetch, so it carries the bearer token a plain link could not.
+export async function download(path, filename) {
+  const response = await fetch(path, { headers: authHeaders() });
+  if (!response.ok) {
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (err) {
+      data = null;
+    }
+    throw new ApiError(response.status, data);
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filename;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+export async function api(method, path, body, { contentType } = {}) {
+  const headers = authHeaders();
   let payload;
   if (body !== undefined) {
     headers["Content-Type"] = contentType || "application/json";

@@ -33,6 +33,10 @@ export function lineChart(container, { title, series, unit }) {
       points: coords.join(" "), class: `line line-${index}`, "data-series": s.name,
       "data-points": coords.length,
     }));
+    if (coords.length === 1) {  // a lone point draws no line: mark it
+      const [x, y] = coords[0].split(",");
+      svg.appendChild(el("circle", { cx: x, cy: y, r: 4, class: `dot line-${index}` }));
+    }
   });
   const legend = document.createElement("p");
   legend.className = "legend";

@@ -77,6 +77,7 @@ const KINDS = {
       ["Recipients", c.total_recipients], ["Limit", c.limit],
       ["Rate", c.rate_per_minute ? `${c.rate_per_minute}/min` : "unlimited"],
       ...(c.start_at ? [["Starts at", new Date(c.start_at).toLocaleString()]] : []),
+      ...(c.ab_test ? [["A/B winner", c.ab_winner || `testing on ${c.ab_test.sample_percent}%`]] : []),
     ],
     editFields: (c) => `
       <label for="edit-message">Message</label>
@@ -110,8 +111,8 @@ export async function monitorView(kindName, id, signal) {
     <p>Status: <span id="campaign-status" aria-live="polite"></span></p>
     <div class="actions" id="actions"></div>
     <p id="action-error" class="error" role="alert" hidden></p>
-    <p class="reports">Report:
-      <a id="report-json" href="${reportBase}" download>JSON</a> ·
+    <p class="reports"><a id="report-page" href="#/${kindName}/${id}/report">Full report</a> ·
+      download <a id="report-json" href="${reportBase}" download>JSON</a> ·
       <a id="report-csv" href="${reportBase}?format=csv" download>CSV</a></p>
     <dl class="stats" id="stats"></dl>
     <section class="charts">
