@@ -1,12 +1,15 @@
-"""Control-plane load: many campaigns generating at once while clients hammer the API.
+"""Control-plane load: many campaigns generating and sending at once while clients hammer the API.
 
-    .venv/bin/python bench/control_plane.py [--campaigns 100] [--minutes 10] [--db sqlite|postgres]
+    .venv/bin/python bench/control_plane.py [--campaigns 100] [--messages 50] [--minutes 10]
+                                            [--db sqlite|postgres]
 
-Starts the real `campaignd serve` and a loopback target in separate processes, runs
-`--campaigns` traffic campaigns at `--rpm` each, and meanwhile has `--clients` API clients
-read and edit campaigns as fast as they can. Prints API latency percentiles (target: p99 under
-100 ms), each campaign's rate as counted at the target, and the server's memory over time
-(target: flat during the soak). Everything stays on 127.0.0.1 and stops by itself.
+Starts the real `campaignd serve` and a loopback target (which is also the webhook sink) in
+separate processes, runs `--campaigns` campaigns at `--rpm` each (`--messages` of them are
+message campaigns sending to a webhook, the rest traffic campaigns), and meanwhile has
+`--clients` API clients read and edit campaigns as fast as they can. Prints API latency
+percentiles (target: p99 under 100 ms), each campaign's rate as counted at the target, and the
+server's memory over time (target: flat during the soak). Everything stays on 127.0.0.1 and
+stops by itself.
 """
 
 from __future__ import annotations
@@ -61,26 +64,83 @@ def _serve_target(
 
 
 async def _hammer(
-    url: str, ids: list[int], until: float, latencies: list[float], errors: Counter[str]
+    url: str,
+    ids: list[int],
+    message_ids: list[int],
+    until: float,
+    latencies: list[float],
+    errors: Counter[str],
 ) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
         while time.monotonic() < until:
-            campaign = random.choice(ids)
             kind = random.random()
             started = time.perf_counter()
-            if kind < 0.4:
-                response = await client.get(f"/api/traffic/campaigns/{campaign}/info")
-            elif kind < 0.7:
-                response = await client.get("/api/traffic/campaigns")
-            elif kind < 0.9:
-                response = await client.get(f"/api/traffic/campaigns/{campaign}")
+            if message_ids and random.random() < len(message_ids) / (len(ids) + len(message_ids)):
+                campaign = random.choice(message_ids)
+                if kind < 0.5:
+                    response = await client.get(f"/api/campaigns/{campaign}")
+                elif kind < 0.7:
+                    response = await client.get("/api/campaigns")
+                elif kind < 0.9:
+                    response = await client.get(f"/campaign_data/{campaign}")
+                else:
+                    response = await client.patch(
+                        f"/api/campaigns/{campaign}", json={"message": f"Hi {{{{ name }}}} {kind}"}
+                    )
             else:
-                response = await client.patch(
-                    f"/api/traffic/campaigns/{campaign}", json={"name": f"edited-{started}"}
-                )
+                campaign = random.choice(ids)
+                if kind < 0.4:
+                    response = await client.get(f"/api/traffic/campaigns/{campaign}/info")
+                elif kind < 0.7:
+                    response = await client.get("/api/traffic/campaigns")
+                elif kind < 0.9:
+                    response = await client.get(f"/api/traffic/campaigns/{campaign}")
+                else:
+                    response = await client.patch(
+                        f"/api/traffic/campaigns/{campaign}", json={"name": f"edited-{started}"}
+                    )
             latencies.append((time.perf_counter() - started) * 1000)
             if response.status_code >= 400:
                 errors[str(response.status_code)] += 1
+
+
+def _message_campaigns(
+    client: httpx.Client, target_port: int, args: argparse.Namespace
+) -> list[int]:
+    """`--messages` campaigns, each to its own webhook path, over one audience big enough."""
+    if not args.messages:
+        return []
+    audience = client.post("/api/audiences", json={"name": "bench"}).json()["id"]
+    size = int(args.rpm * (args.minutes + 1)) + 10
+    for start in range(0, size, 5000):
+        contacts = [
+            {"external_id": f"u{i}", "address": f"u{i}@bench.test", "attributes": {"name": f"N{i}"}}
+            for i in range(start, min(size, start + 5000))
+        ]
+        client.post(f"/api/audiences/{audience}/contacts", json={"contacts": contacts})
+    ids = []
+    for i in range(args.messages):
+        account = client.post(
+            "/api/accounts",
+            json={
+                "name": f"hook{i}",
+                "channel": "webhook",
+                "config": {"url": f"http://127.0.0.1:{target_port}/m/{i}"},
+            },
+        ).json()["id"]
+        campaign = client.post(
+            "/api/campaigns",
+            json={
+                "name": f"m{i}",
+                "account_id": account,
+                "audience_id": audience,
+                "message": "Hi {{ name }}",
+                "limit": size,
+                "rate_per_minute": args.rpm,
+            },
+        ).json()["id"]
+        ids.append(campaign)
+    return ids
 
 
 def _percentile(values: list[float], p: float) -> float:
@@ -104,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
     server = psutil.Process(service.process.pid)  # type: ignore[union-attr]
     try:
         client = httpx.Client(base_url=service.url, timeout=30)
+        message_ids = _message_campaigns(client, target_port, args)
         ids = []
-        for i in range(args.campaigns):
+        for i in range(args.campaigns - args.messages):
             profile = client.post(
                 "/api/traffic/profiles",
                 json={"name": f"p{i}", "requests": [{"method": "GET", "path": f"/c/{i}"}]},
@@ -125,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
         for campaign in ids:
             client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "running"})
             client.post("/api/traffic/generate", json={"campaign_id": campaign})
+        for campaign in message_ids:
+            client.post(f"/api/campaigns/{campaign}/start")
         started = time.monotonic()
         baseline = dict(counts)
         until = started + args.minutes * 60
@@ -140,7 +203,10 @@ def run(args: argparse.Namespace) -> int:
         async def main() -> None:
             await asyncio.gather(
                 sample_memory(),
-                *(_hammer(service.url, ids, until, latencies, errors) for _ in range(args.clients)),
+                *(
+                    _hammer(service.url, ids, message_ids, until, latencies, errors)
+                    for _ in range(args.clients)
+                ),
             )
 
         asyncio.run(main())
@@ -149,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
         final = dict(counts)
         for campaign in ids:
             client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "stopped"})
+        for campaign in message_ids:
+            client.post(f"/api/campaigns/{campaign}/stop")
     finally:
         service.stop()
         target.terminate()
@@ -156,14 +224,18 @@ def run(args: argparse.Namespace) -> int:
             drop_postgres_database(db_url)
 
     expected = args.rpm / 60 * elapsed
-    deviations = [
-        (final.get(f"/c/{i}", 0) - baseline.get(f"/c/{i}", 0) - expected) / expected * 100
-        for i in range(args.campaigns)
-    ]
+    paths = [f"/c/{i}" for i in range(len(ids))] + [f"/m/{i}" for i in range(len(message_ids))]
+    deviations = {
+        path: (final.get(path, 0) - baseline.get(path, 0) - expected) / expected * 100
+        for path in paths
+    }
+    traffic_dev = [deviations[p] for p in paths if p.startswith("/c/")]
+    message_dev = [deviations[p] for p in paths if p.startswith("/m/")]
     first_minute = [m for t, m in rss if t <= 60] or [rss[0][1]]
     last_minute = [m for t, m in rss if t >= rss[-1][0] - 60]
     print(
-        f"\ncontrol plane: {args.campaigns} traffic campaigns x {args.rpm} rpm, "
+        f"\ncontrol plane: {len(ids)} traffic + {len(message_ids)} message campaigns"
+        f" x {args.rpm} rpm, "
         f"{args.clients} API clients, {elapsed:.0f} s, {args.db}"
     )
     print(f"{'figure':<38}{'measured':>14}{'target':>14}")
@@ -174,8 +246,16 @@ def run(args: argparse.Namespace) -> int:
         ("API p99 ms", f"{_percentile(latencies, 99):.1f}", "< 100"),
         ("API max ms", f"{max(latencies):.1f}", ""),
         ("API errors", f"{sum(errors.values())} {dict(errors) or ''}", "0"),
-        ("campaign rate error, mean %", f"{statistics.mean(deviations):+.2f}", ""),
-        ("campaign rate error, worst %", f"{max(deviations, key=abs):+.2f}", "within 5"),
+        *(
+            (f"{label} rate error, mean %", f"{statistics.mean(values):+.2f}", "")
+            for label, values in (("traffic", traffic_dev), ("message", message_dev))
+            if values
+        ),
+        *(
+            (f"{label} rate error, worst %", f"{max(values, key=abs):+.2f}", "within 5")
+            for label, values in (("traffic", traffic_dev), ("message", message_dev))
+            if values
+        ),
         ("server RSS first minute MB", f"{statistics.mean(first_minute):.0f}", ""),
         ("server RSS last minute MB", f"{statistics.mean(last_minute):.0f}", "flat"),
         ("server RSS max MB", f"{max(m for _, m in rss):.0f}", ""),
@@ -190,6 +270,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--campaigns", type=int, default=100)
+    parser.add_argument("--messages", type=int, default=50, help="how many are message campaigns")
     parser.add_argument("--rpm", type=float, default=60.0, help="each campaign's rate")
     parser.add_argument("--minutes", type=float, default=10.0, help="soak length")
     parser.add_argument("--clients", type=int, default=8, help="concurrent API clients")

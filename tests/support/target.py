@@ -24,6 +24,7 @@ class CountingTarget:
         self.bodies: list[tuple[str, bytes, dict[str, str]]] = []
         self.status_for: dict[str, int] = {}
         self.delay_for: dict[str, float] = {}
+        self.redirect_for: dict[str, str] = {}  # path -> Location, answered with a 302
         self.open_connections = 0
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -61,6 +62,9 @@ class CountingTarget:
         delay = self.delay_for.get(request.path, 0.0)
         if delay:
             await asyncio.sleep(delay)
+        location = self.redirect_for.get(request.path)
+        if location is not None:
+            return web.Response(status=302, headers={"Location": location}, text="moved")
         return web.Response(status=self.status_for.get(request.path, 200), text="ok")
 
     def _serve(self) -> None:
