@@ -14,6 +14,7 @@ from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus, allow
 from campaignd.engine.guard import TargetGuard
 from campaignd.logs import log_event
 from campaignd.messaging.channels import build_channel
+from campaignd.messaging.ledger_writer import LedgerWriter
 from campaignd.messaging.sender import SHUTDOWN, MessageRunner
 from campaignd.settings import Settings
 from campaignd.store.messaging_repo import FAILED, SENDING, SENT, MessagingRepository
@@ -21,7 +22,7 @@ from campaignd.store.outage import is_unavailable
 from campaignd.store.secrets import SecretBox
 
 S = CampaignStatus
-ELIGIBLE_CACHE_SECONDS = 2.0
+REACHABLE_CACHE_SECONDS = 30.0
 SCHEDULER_SECONDS = 1.0
 # Operator actions on a message campaign and the status each one asks for.
 ACTIONS: dict[str, S] = {
@@ -49,8 +50,9 @@ class MessageSupervisor:
         self.runners: dict[int, MessageRunner] = {}
         self._campaign_pacers: dict[int, Pacer] = {}
         self._account_pacers: dict[int, Pacer] = {}
+        self._ledger = LedgerWriter(repo)
         self._lock = asyncio.Lock()
-        self._eligible_cache: dict[int, tuple[float, int]] = {}
+        self._reachable_cache: dict[int, tuple[float, int, int]] = {}
         self._scheduler_task: asyncio.Task[None] | None = None
 
     def runner(self, campaign_id: int) -> MessageRunner | None:
@@ -109,6 +111,7 @@ class MessageSupervisor:
             segment=segments.validate(campaign.get("segment")),
             on_exit=self._on_exit,
             unsubscribe_url=self.unsubscribe_url if self.box is not None else None,
+            ledger=self._ledger,
         )
         self.runners[campaign["id"]] = runner
         await runner.start()
@@ -173,8 +176,6 @@ class MessageSupervisor:
         views = []
         for row in rows:
             c = counts[row["id"]]
-            eligible = await self._eligible(row)
-            handled = c[SENT] + c[SENDING]
             views.append(
                 {
                     **{k: v for k, v in row.items() if k not in ("session", "recipient_limit")},
@@ -182,30 +183,45 @@ class MessageSupervisor:
                     "sent_count": c[SENT],
                     "failed_count": c[FAILED],
                     "sending_count": c[SENDING],
-                    "total_recipients": min(row["recipient_limit"], handled + eligible),
+                    "total_recipients": min(row["recipient_limit"], await self._reachable(row, c)),
                 }
             )
         return views
 
-    async def _eligible(self, row: dict[str, Any]) -> int:
-        """Contacts not yet handled, not suppressed and in the segment (cached a few seconds)."""
+    async def _reachable(self, row: dict[str, Any], counts: dict[str, int]) -> int:
+        """Contacts that have or can get the message: sent + in flight + eligible.
+
+        Sending moves a contact from eligible to in flight to sent, which leaves the sum
+        alone; only a failure lowers it. So the expensive eligible count is cached together
+        with the failures at that moment, and the ledger's failures since are subtracted:
+        exact while cached. Imports and suppressions drop the cache (forget_reachable).
+        """
         now = asyncio.get_running_loop().time()
-        cached = self._eligible_cache.get(row["id"])
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        cached = self._reachable_cache.get(row["id"])
+        if cached is None or cached[0] <= now:
+            eligible = await self._count_eligible(row)
+            reachable = counts[SENT] + counts[SENDING] + eligible
+            cached = (now + REACHABLE_CACHE_SECONDS, reachable, counts[FAILED])
+            self._reachable_cache[row["id"]] = cached
+        _, reachable, failed_then = cached
+        return max(0, reachable - (counts[FAILED] - failed_then))
+
+    def forget_reachable(self) -> None:
+        """Contacts were added or (un)suppressed: recount every campaign's reach."""
+        self._reachable_cache.clear()
+
+    async def _count_eligible(self, row: dict[str, Any]) -> int:
+        """Contacts not yet handled, not suppressed and in the segment."""
         conditions = segments.validate(row.get("segment"))
         if not conditions:
-            value = await self.repo.count_eligible(row["id"], row["audience_id"])
-        else:
-            value, after = 0, 0
-            while True:
-                page = await self.repo.candidates(row["id"], row["audience_id"], after, 5000)
-                if not page:
-                    break
-                value += sum(1 for contact in page if segments.matches(conditions, contact))
-                after = page[-1]["id"]
-        self._eligible_cache[row["id"]] = (now + ELIGIBLE_CACHE_SECONDS, value)
-        return value
+            return await self.repo.count_eligible(row["id"], row["audience_id"])
+        value, after = 0, 0
+        while True:
+            page = await self.repo.candidates(row["id"], row["audience_id"], after, 5000)
+            if not page:
+                return value
+            value += sum(1 for contact in page if segments.matches(conditions, contact))
+            after = page[-1]["id"]
 
     async def schedule(self, campaign_id: int) -> None:
         """A campaign created with `start_at` waits in `scheduled` until then."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,13 @@ from campaignd.domain.segments import matches
 from campaignd.domain.statuses import Actor, CampaignStatus
 from campaignd.logs import log_event
 from campaignd.messaging.channels.base import Channel, OutgoingMessage
-from campaignd.store.messaging_repo import SENT, DeliveryOutcome, MessagingRepository
+from campaignd.messaging.ledger_writer import LedgerWriter
+from campaignd.store.messaging_repo import (
+    SENT,
+    DeliveryOutcome,
+    LedgerUpdate,
+    MessagingRepository,
+)
 from campaignd.store.outage import is_unavailable
 
 # Channels whose far end deduplicates by Idempotency-Key: claims left in doubt by a crash are
@@ -29,6 +36,8 @@ SHUTDOWN = "shutdown"
 RECORD_SECONDS = 0.1
 REFRESH_SECONDS = 0.5
 DRAIN_SECONDS = 5.0
+CLAIM_AHEAD_SECONDS = 10.0
+PROGRESS_POLL_SECONDS = 0.5
 
 
 @dataclass(slots=True)
@@ -54,10 +63,12 @@ class MessageRunner:
         segment: list[dict[str, Any]],
         on_exit: Callable[[MessageRunner], None],
         unsubscribe_url: Callable[[int, int], str] | None = None,
+        ledger: LedgerWriter | None = None,
     ) -> None:
         self.campaign_id: int = campaign["id"]
         self.runner_id = f"sender-{self.campaign_id}-{uuid.uuid4().hex[:8]}"
         self.repo = repo
+        self.ledger = ledger or LedgerWriter(repo)
         self.channel_kind = channel_kind
         self.channel = channel
         self.campaign_pacer = campaign_pacer
@@ -78,6 +89,7 @@ class MessageRunner:
         self._results: list[DeliveryOutcome] = []
         self._released: list[int] = []
         self._stop = asyncio.Event()
+        self._progress = asyncio.Event()  # a claim settled or was released, an edit, a stop
         self._stop_reason = "stopped"
         self._on_exit = on_exit
         self._unsubscribe_url = unsubscribe_url
@@ -106,6 +118,7 @@ class MessageRunner:
         self.variants: list[dict[str, Any]] = list(campaign.get("variants") or [])
         self.send_window: dict[str, str] | None = campaign.get("send_window")
         self.campaign_pacer.set_rate(campaign.get("rate_per_minute"))
+        self._progress.set()
 
     async def start(self) -> None:
         counts = (await self.repo.counts([self.campaign_id]))[self.campaign_id]
@@ -124,6 +137,7 @@ class MessageRunner:
         """Stop claiming, let in-flight sends finish (bounded), release what was not sent."""
         self._stop_reason = reason
         self._stop.set()
+        self._progress.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._task)
@@ -192,7 +206,11 @@ class MessageRunner:
         cursor = 0
         exhausted = False
         while not self._stop.is_set():
+            window = self._claim_window()
             room = self.limit - self.sent - self._outstanding
+            if self._outstanding > window // 2:  # refill in chunks, not one claim per send
+                room = 0
+            room = min(room, window - self._outstanding)
             if room > 0 and not exhausted:
                 try:
                     batch = await self._claim(cursor, min(room, self.claim_batch))
@@ -218,11 +236,32 @@ class MessageRunner:
                 # The limit is reached or nobody eligible is left: done until resumed.
                 self.outcome = CampaignStatus.COMPLETED
                 return
-            await self._wait(0.05)
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), PROGRESS_POLL_SECONDS)
+
+    def _claim_window(self) -> int:
+        """How many recipients to hold claimed ahead of their send.
+
+        Unpaced, a whole batch; paced, about CLAIM_AHEAD_SECONDS of sends, so a slow campaign
+        holds few claims (a crash leaves only those in doubt) yet claims in chunks.
+        """
+        rates = [
+            r
+            for r in (self.campaign_pacer.rate_per_minute, self.account_pacer.rate_per_minute)
+            if r
+        ]
+        if not rates:
+            return self.claim_batch
+        ahead = math.ceil(min(rates) / 60.0 * CLAIM_AHEAD_SECONDS)
+        return max(1, min(self.claim_batch, ahead))
 
     async def _decide_winner(self) -> bool:
         """Wait the test's time for results, then keep the best variant; False if interrupted."""
         assert self.ab_test is not None
+        if not await self._record():  # the sample's outcomes count: write them first
+            await self._wait(1.0)
+            return False
         try:
             if self.sample_done_at is None:
                 self.sample_done_at = datetime.now(UTC)
@@ -370,6 +409,7 @@ class MessageRunner:
 
     def _settle(self, outcome: DeliveryOutcome) -> None:
         self._outstanding -= 1
+        self._progress.set()
         if outcome.ok:
             self.sent += 1
         else:
@@ -378,6 +418,7 @@ class MessageRunner:
 
     def _release(self, recipient: Recipient) -> None:
         self._outstanding -= 1
+        self._progress.set()
         self._released.append(recipient.contact["id"])
 
     def _release_queued(self) -> None:
@@ -411,8 +452,7 @@ class MessageRunner:
         results, self._results = self._results, []
         released, self._released = self._released, []
         try:
-            await self.repo.record(self.campaign_id, results)
-            await self.repo.release(self.campaign_id, released)
+            await self.ledger.write(LedgerUpdate(self.campaign_id, results, released))
         except Exception as exc:
             self._results[:0] = results
             self._released[:0] = released

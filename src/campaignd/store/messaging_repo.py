@@ -59,6 +59,15 @@ class DeliveryOutcome:
     error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerUpdate:
+    """One campaign's settled outcomes and claims given back, for one write."""
+
+    campaign_id: int
+    outcomes: list[DeliveryOutcome]
+    released: list[int]
+
+
 def normalize_address(address: str) -> str:
     return address.strip().lower()
 
@@ -427,46 +436,48 @@ class MessagingRepository:
         return won
 
     async def record(self, campaign_id: int, outcomes: list[DeliveryOutcome]) -> None:
-        """Settle claimed rows as sent or failed, in one transaction.
+        """Settle claimed rows as sent or failed, in one transaction."""
+        await self.settle([LedgerUpdate(campaign_id, outcomes, [])])
+
+    async def release(self, campaign_id: int, contact_ids: list[int]) -> None:
+        """Give back claims that were never sent (stop, or a lowered limit)."""
+        await self.settle([LedgerUpdate(campaign_id, [], contact_ids)])
+
+    async def settle(self, updates: list[LedgerUpdate]) -> None:
+        """Outcomes and released claims of any number of campaigns, in one transaction.
 
         Outcomes are grouped by what they write (state, attempts, error): nearly all are
         "sent after 1 attempt", so a batch becomes a few UPDATE .. IN (..) statements rather
         than one round trip per row.
         """
-        if not outcomes:
+        if not any(u.outcomes or u.released for u in updates):
             return
-        groups: dict[tuple[bool, int, str | None], list[int]] = {}
-        for outcome in outcomes:
-            groups.setdefault((outcome.ok, outcome.attempts, outcome.error), []).append(
-                outcome.contact_id
-            )
         now = utcnow()
         async with self.db.transaction() as conn:
-            for (ok, attempts, error), contact_ids in groups.items():
-                for chunk in _chunks(contact_ids, ROWS_PER_STATEMENT):
+            for u in updates:
+                groups: dict[tuple[bool, int, str | None], list[int]] = {}
+                for o in u.outcomes:
+                    groups.setdefault((o.ok, o.attempts, o.error), []).append(o.contact_id)
+                for (ok, attempts, error), contact_ids in groups.items():
+                    for chunk in _chunks(contact_ids, ROWS_PER_STATEMENT):
+                        await conn.execute(
+                            update(D)
+                            .where(D.c.campaign_id == u.campaign_id, D.c.contact_id.in_(chunk))
+                            .values(
+                                state=SENT if ok else FAILED,
+                                attempts=D.c.attempts + attempts,
+                                finished_at=now,
+                                last_error=error,
+                            )
+                        )
+                for chunk in _chunks(u.released, ROWS_PER_STATEMENT):
                     await conn.execute(
-                        update(D)
-                        .where(D.c.campaign_id == campaign_id, D.c.contact_id.in_(chunk))
-                        .values(
-                            state=SENT if ok else FAILED,
-                            attempts=D.c.attempts + attempts,
-                            finished_at=now,
-                            last_error=error,
+                        delete(D).where(
+                            D.c.campaign_id == u.campaign_id,
+                            D.c.contact_id.in_(chunk),
+                            D.c.state == SENDING,
                         )
                     )
-
-    async def release(self, campaign_id: int, contact_ids: list[int]) -> None:
-        """Give back claims that were never sent (stop, or a lowered limit)."""
-        if not contact_ids:
-            return
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                delete(D).where(
-                    D.c.campaign_id == campaign_id,
-                    D.c.contact_id.in_(contact_ids),
-                    D.c.state == SENDING,
-                )
-            )
 
     async def in_doubt(self, campaign_id: int, after_id: int, limit: int) -> list[dict[str, Any]]:
         """Claims left 'sending' by a crash, with their contacts, by contact id."""
@@ -600,7 +611,7 @@ class MessagingRepository:
                 campaign_id=campaign_id,
                 external_id=external_id,
             )
-        if row.state != SENT:
+        if row.state not in (SENT, SENDING):  # sending: out, its outcome not yet written
             raise Conflict(
                 f"Contact '{external_id}' has not been sent campaign {campaign_id}"
                 f" (delivery: {row.state or 'none'}).",
