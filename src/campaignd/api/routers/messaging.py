@@ -139,6 +139,7 @@ async def _import(svc: Services, audience_id: int, rows: Any) -> dict[str, Any]:
 
     async def flush() -> None:
         inserted = await svc.messaging.add_contacts(audience_id, batch)
+        svc.message_supervisor.forget_reachable()
         report.imported += inserted
         report.duplicates += len(batch) - inserted
         batch.clear()
@@ -228,7 +229,9 @@ async def list_contacts(
     "/suppressions", status_code=201, response_model=Suppression, summary="Suppress an address"
 )
 async def suppress(body: SuppressionCreate, svc: Services = Depends(services)) -> dict[str, Any]:
-    return await svc.messaging.suppress(body.address, body.reason)
+    row = await svc.messaging.suppress(body.address, body.reason)
+    svc.message_supervisor.forget_reachable()
+    return row
 
 
 @router.get("/suppressions", response_model=list[Suppression], summary="List suppressions")
@@ -243,6 +246,7 @@ async def list_suppressions(
 @router.delete("/suppressions/{address}", status_code=204, summary="Lift a suppression")
 async def unsuppress(address: str, svc: Services = Depends(services)) -> Response:
     await svc.messaging.unsuppress(address)
+    svc.message_supervisor.forget_reachable()
     return Response(status_code=204)
 
 
