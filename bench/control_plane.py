@@ -19,6 +19,7 @@ import asyncio
 import multiprocessing
 import os
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -70,6 +71,7 @@ async def _hammer(
     until: float,
     latencies: list[float],
     errors: Counter[str],
+    by_route: dict[str, list[float]],
 ) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
         while time.monotonic() < until:
@@ -99,7 +101,11 @@ async def _hammer(
                     response = await client.patch(
                         f"/api/traffic/campaigns/{campaign}", json={"name": f"edited-{started}"}
                     )
-            latencies.append((time.perf_counter() - started) * 1000)
+            elapsed = (time.perf_counter() - started) * 1000
+            latencies.append(elapsed)
+            path = re.sub(r"/[0-9]+", "/{id}", response.request.url.path)
+            route = f"{response.request.method} {path}"
+            by_route.setdefault(route, []).append(elapsed)
             if response.status_code >= 400:
                 errors[str(response.status_code)] += 1
 
@@ -192,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         baseline = dict(counts)
         until = started + args.minutes * 60
         latencies: list[float] = []
+        by_route: dict[str, list[float]] = {}
         errors: Counter[str] = Counter()
         rss: list[tuple[float, float]] = []
 
@@ -204,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
             await asyncio.gather(
                 sample_memory(),
                 *(
-                    _hammer(service.url, ids, message_ids, until, latencies, errors)
+                    _hammer(service.url, ids, message_ids, until, latencies, errors, by_route)
                     for _ in range(args.clients)
                 ),
             )
@@ -262,6 +269,12 @@ def run(args: argparse.Namespace) -> int:
     ]
     for name, value, goal in rows:
         print(f"{name:<38}{value:>14}{goal:>14}")
+    print(f"\n{'route':<44}{'calls':>8}{'p50 ms':>10}{'p99 ms':>10}")
+    for route, values in sorted(by_route.items()):
+        print(
+            f"{route:<44}{len(values):>8}{_percentile(values, 50):>10.1f}"
+            f"{_percentile(values, 99):>10.1f}"
+        )
     return 0
 
 
@@ -273,7 +286,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=50, help="how many are message campaigns")
     parser.add_argument("--rpm", type=float, default=60.0, help="each campaign's rate")
     parser.add_argument("--minutes", type=float, default=10.0, help="soak length")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent API clients")
+    parser.add_argument(
+        "--clients", type=int, default=1, help="concurrent API clients, each as fast as it can"
+    )
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     os.environ.setdefault("CAMPAIGND_LOG_LEVEL", "WARNING")
     sys.exit(run(parser.parse_args()))
