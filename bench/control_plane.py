@@ -269,6 +269,11 @@ def run(args: argparse.Namespace) -> int:
     ]
     for name, value, goal in rows:
         print(f"{name:<38}{value:>14}{goal:>14}")
+    per_minute = [
+        statistics.mean([m for t, m in rss if minute * 60 <= t < (minute + 1) * 60] or [0.0])
+        for minute in range(int(rss[-1][0] // 60) + 1)
+    ]
+    print("server RSS by minute MB: " + " ".join(f"{m:.0f}" for m in per_minute if m))
     print(f"\n{'route':<44}{'calls':>8}{'p50 ms':>10}{'p99 ms':>10}")
     for route, values in sorted(by_route.items()):
         print(
