@@ -200,16 +200,13 @@ class MessagingRepository:
 
     async def add_contacts(self, audience_id: int, rows: list[dict[str, Any]]) -> int:
         """Insert contacts, skipping external ids already in the audience; return how many."""
+        if not rows:
+            return 0
         now = utcnow()
-        inserted = 0
+        values = [{**r, "audience_id": audience_id, "created_at": now} for r in rows]
+        statement = self._insert_ignore(C).on_conflict_do_nothing().returning(C.c.id)
         async with self.db.transaction() as conn:
-            for chunk in _chunks(rows, ROWS_PER_STATEMENT):
-                values = [{**r, "audience_id": audience_id, "created_at": now} for r in chunk]
-                statement = (
-                    self._insert_ignore(C).values(values).on_conflict_do_nothing().returning(C.c.id)
-                )
-                inserted += len((await conn.execute(statement)).scalars().all())
-        return inserted
+            return len((await conn.execute(statement, values)).scalars().all())
 
     async def list_contacts(
         self, audience_id: int, after_id: int, limit: int
