@@ -121,6 +121,7 @@ class MessageRunner:
         self._progress.set()
 
     async def start(self) -> None:
+        await self.repo.refresh_planner_stats()
         counts = (await self.repo.counts([self.campaign_id]))[self.campaign_id]
         self.sent = counts[SENT]
         await self.repo.set_sending(self.campaign_id, self.runner_id)

@@ -208,6 +208,18 @@ class MessagingRepository:
         async with self.db.transaction() as conn:
             return len((await conn.execute(statement, values)).scalars().all())
 
+    async def refresh_planner_stats(self) -> None:
+        """Before a campaign sends, let PostgreSQL's planner see freshly imported rows.
+
+        With statistics from before an import it expects a handful of contacts and reads
+        every remaining one per page (measured: 150 ms a page at 100,000 contacts) instead
+        of walking (audience_id, id) in order and stopping at the page's end.
+        """
+        if self.db.is_postgres:
+            async with self.db.transaction() as conn:
+                await conn.exec_driver_sql("ANALYZE contacts")
+                await conn.exec_driver_sql("ANALYZE deliveries")
+
     async def list_contacts(
         self, audience_id: int, after_id: int, limit: int
     ) -> list[dict[str, Any]]:
