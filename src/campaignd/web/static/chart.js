@@ -45,3 +45,32 @@ export function lineChart(container, { title, series, unit }) {
     .join(" ");
   container.replaceChildren(svg, legend);
 }
+
+// A traffic campaign's two charts from its per-second points: rate, then latency.
+export function trafficCharts(rateBox, latencyBox, points) {
+  lineChart(rateBox, {
+    title: "Achieved and target requests per minute",
+    series: [
+      { name: "achieved rpm", values: points.map((p) => p.rpm) },
+      { name: "target rpm", values: points.map((p) => p.target_rpm) },
+    ],
+  });
+  lineChart(latencyBox, {
+    title: "Latency p50 and p99 (ms)", unit: " ms",
+    series: [
+      { name: "p50 ms", values: points.map((p) => p.p50_ms) },
+      { name: "p99 ms", values: points.map((p) => p.p99_ms) },
+    ],
+  });
+}
+
+// A message campaign's sent and failed per bucket.
+export function messageChart(box, points, per) {
+  lineChart(box, {
+    title: `Messages sent and failed per ${per}`,
+    series: [
+      { name: "sent", values: points.map((p) => p.sent) },
+      { name: "failed", values: points.map((p) => p.failed) },
+    ],
+  });
+}

@@ -1,6 +1,6 @@
 // The live monitor of one campaign: status, actions, edit dialog, charts; polled every second.
 import { api } from "./api.js";
-import { lineChart } from "./chart.js";
+import { messageChart, trafficCharts } from "./chart.js";
 import { badge, esc, number, render, showError } from "./dom.js";
 
 const KINDS = {
@@ -40,21 +40,7 @@ const KINDS = {
       requests_per_minute: number(data.requests_per_minute),
     }),
     charts(container, data) {
-      const points = data.points;
-      lineChart(container.querySelector("#chart-a"), {
-        title: "Achieved and target requests per minute",
-        series: [
-          { name: "achieved rpm", values: points.map((p) => p.rpm) },
-          { name: "target rpm", values: points.map((p) => p.target_rpm) },
-        ],
-      });
-      lineChart(container.querySelector("#chart-b"), {
-        title: "Latency p50 and p99 (ms)", unit: " ms",
-        series: [
-          { name: "p50 ms", values: points.map((p) => p.p50_ms) },
-          { name: "p99 ms", values: points.map((p) => p.p99_ms) },
-        ],
-      });
+      trafficCharts(container.querySelector("#chart-a"), container.querySelector("#chart-b"), data.points);
     },
     name: (c) => c.name,
     id: (c) => c.campaign_id,
@@ -88,13 +74,7 @@ const KINDS = {
       message: data.message, limit: number(data.limit),
     }),
     charts(container, data) {
-      lineChart(container.querySelector("#chart-a"), {
-        title: "Messages sent and failed per second",
-        series: [
-          { name: "sent", values: data.points.map((p) => p.sent) },
-          { name: "failed", values: data.points.map((p) => p.failed) },
-        ],
-      });
+      messageChart(container.querySelector("#chart-a"), data.points, "second");
     },
     name: (c) => c.name,
     id: (c) => c.id,

@@ -1,7 +1,7 @@
 // The report page of one campaign: totals, the time series as charts and a table, per-variant
 // counts and the A/B decision (messages), failures by reason; JSON and CSV downloads.
 import { api, download } from "./api.js";
-import { lineChart } from "./chart.js";
+import { messageChart, trafficCharts } from "./chart.js";
 import { badge, esc, render, showError } from "./dom.js";
 
 const SHOWN_ROWS = 120;
@@ -62,13 +62,7 @@ function messageReport(r) {
       ${table(`Over time (per ${r.bucket_seconds} s)`, ["At", "Sent", "Failed"],
         r.series.slice(-SHOWN_ROWS).reverse().map((p) => [time(p.at), p.sent, p.failed]))}`,
     charts() {
-      lineChart(document.getElementById("chart-a"), {
-        title: `Messages sent and failed per ${r.bucket_seconds} s`,
-        series: [
-          { name: "sent", values: r.series.map((p) => p.sent) },
-          { name: "failed", values: r.series.map((p) => p.failed) },
-        ],
-      });
+      messageChart(document.getElementById("chart-a"), r.series, `${r.bucket_seconds} s`);
     },
   };
 }
@@ -93,20 +87,7 @@ function trafficReport(r) {
           time(p.at), p.requests, p.failed, p.dropped, p.rpm.toFixed(0), p.target_rpm, ms(p.p50_ms), ms(p.p99_ms),
         ]))}`,
     charts() {
-      lineChart(document.getElementById("chart-a"), {
-        title: "Achieved and target requests per minute",
-        series: [
-          { name: "achieved rpm", values: w.map((p) => p.rpm) },
-          { name: "target rpm", values: w.map((p) => p.target_rpm) },
-        ],
-      });
-      lineChart(document.getElementById("chart-b"), {
-        title: "Latency p50 and p99 (ms)", unit: " ms",
-        series: [
-          { name: "p50 ms", values: w.map((p) => p.p50_ms) },
-          { name: "p99 ms", values: w.map((p) => p.p99_ms) },
-        ],
-      });
+      trafficCharts(document.getElementById("chart-a"), document.getElementById("chart-b"), w);
     },
   };
 }
