@@ -17,7 +17,10 @@ from support.databases import (
     postgres_unavailable_reason,
 )
 from support.service import ServiceProcess
-from support.smtp import smtp_server  # noqa: F401 - a real SMTP server, as a fixture
+from support.smtp import (  # noqa: F401 - real SMTP servers, as fixtures
+    smtp_server,
+    tls_smtp_servers,
+)
 from support.target import CountingTarget
 
 TEST_OUTPUT = Path(__file__).parent.parent / "test-output"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from email import message_from_bytes
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from support.net import free_port
+from support.tls import server_context
 
 
 class Mailbox:
@@ -19,6 +22,7 @@ class Mailbox:
         self.messages: list[Any] = []
         self.sessions: set[int] = set()
         self.reply: list[str] = []
+        self.encrypted: list[bool] = []  # per message: did it arrive over TLS
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
         if self.reply:
@@ -29,6 +33,9 @@ class Mailbox:
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         self.sessions.add(id(session))
         self.messages.append(message_from_bytes(envelope.content))
+        # session.ssl is set by STARTTLS only; a TLS-from-the-start transport says so itself.
+        tls_transport = server.transport.get_extra_info("ssl_object") is not None
+        self.encrypted.append(session.ssl is not None or tls_transport)
         return "250 Message accepted"
 
 
@@ -51,3 +58,33 @@ def smtp_server() -> Any:
     controller.start()
     yield mailbox, port
     controller.stop()
+
+
+@pytest.fixture
+def tls_smtp_servers(tmp_path: Path) -> Iterator[dict[str, tuple[Mailbox, int]]]:
+    """Two TLS servers with a self-signed certificate: one that requires STARTTLS before
+    anything (and before AUTH), one that speaks TLS from the first byte (port 465 style)."""
+    context = server_context(tmp_path)
+    servers: dict[str, tuple[Mailbox, int]] = {}
+    controllers = []
+    for mode in ("starttls", "implicit"):
+        mailbox, port = Mailbox(), free_port()
+        options: dict[str, Any] = (
+            {"tls_context": context, "require_starttls": True, "auth_require_tls": True}
+            if mode == "starttls"
+            # aiosmtpd only counts STARTTLS as TLS for AUTH; here every byte is encrypted anyway.
+            else {"ssl_context": context, "auth_require_tls": False}
+        )
+        controller = Controller(
+            mailbox,
+            hostname="127.0.0.1",
+            port=port,
+            authenticator=_authenticate,
+            **options,
+        )
+        controller.start()
+        controllers.append(controller)
+        servers[mode] = (mailbox, port)
+    yield servers
+    for controller in controllers:
+        controller.stop()

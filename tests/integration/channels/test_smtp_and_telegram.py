@@ -50,11 +50,57 @@ async def test_smtp_delivers_over_one_reused_connection(smtp_server: Any) -> Non
     await channel.close()
     assert all(r.ok for r in results)
     assert len(mailbox.messages) == 20
+    assert not any(mailbox.encrypted)  # plain SMTP unless the account asks for TLS
     assert channel.connections_opened == 1  # type: ignore[attr-defined]
     first = mailbox.messages[0]
     assert first["From"] == "news@example.test" and first["To"] == "u0@example.test"
     assert first["Subject"] == "News" and first["List-Unsubscribe"] == headers["List-Unsubscribe"]
     assert first.get_payload().strip() == "Hello 0"
+
+
+def _smtp(port: int, **options: Any) -> Any:
+    config = {
+        "host": "127.0.0.1",
+        "port": port,
+        "from": "news@example.test",
+        "username": "mailer",
+        "password": "pw-123",
+        "max_attempts": 1,
+        **options,
+    }
+    return build_channel("smtp", validate_account_config("smtp", config))
+
+
+async def test_smtp_starttls_and_implicit_tls(tls_smtp_servers: Any) -> None:
+    """Both TLS modes against servers that insist on TLS (and on TLS before AUTH)."""
+    for mode, options in (("starttls", {"starttls": True}), ("implicit", {"use_tls": True})):
+        mailbox, port = tls_smtp_servers[mode]
+        channel = _smtp(port, validate_certs=False, **options)
+        results = [await channel.send(_message(i)) for i in range(3)]
+        await channel.close()
+        assert all(r.ok for r in results), (mode, results)
+        assert mailbox.encrypted == [True, True, True], mode
+        assert channel.connections_opened == 1
+        assert mailbox.messages[0]["To"] == "u0@example.test"
+
+
+async def test_smtp_tls_checks_certificates_and_plain_text_is_refused(
+    tls_smtp_servers: Any,
+) -> None:
+    starttls_box, starttls_port = tls_smtp_servers["starttls"]
+    implicit_box, implicit_port = tls_smtp_servers["implicit"]
+    # A self-signed certificate is not trusted unless the account says not to check.
+    for port, options in ((starttls_port, {"starttls": True}), (implicit_port, {"use_tls": True})):
+        channel = _smtp(port, **options)
+        result = await channel.send(_message(1))
+        await channel.close()
+        assert not result.ok and "CERTIFICATE_VERIFY_FAILED" in (result.error or ""), result
+    # Without STARTTLS a server that requires it refuses, and nothing is delivered.
+    plain = _smtp(starttls_port)
+    result = await plain.send(_message(2))
+    await plain.close()
+    assert not result.ok and result.error, result
+    assert starttls_box.messages == [] and implicit_box.messages == []
 
 
 async def test_smtp_retries_4xx_and_gives_up_on_5xx(smtp_server: Any) -> None:
