@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,16 @@ def smtp_server() -> Any:
     controller.stop()
 
 
+@dataclass
+class TlsServers:
+    """Mailbox and port per mode ("starttls", "implicit"), and the PEM certificate they use."""
+
+    servers: dict[str, tuple[Mailbox, int]]
+    cert_pem: str
+
+
 @pytest.fixture
-def tls_smtp_servers(tmp_path: Path) -> Iterator[dict[str, tuple[Mailbox, int]]]:
+def tls_smtp_servers(tmp_path: Path) -> Iterator[TlsServers]:
     """Two TLS servers with a self-signed certificate: one that requires STARTTLS before
     anything (and before AUTH), one that speaks TLS from the first byte (port 465 style)."""
     context = server_context(tmp_path)
@@ -85,6 +94,6 @@ def tls_smtp_servers(tmp_path: Path) -> Iterator[dict[str, tuple[Mailbox, int]]]
         controller.start()
         controllers.append(controller)
         servers[mode] = (mailbox, port)
-    yield servers
+    yield TlsServers(servers, (tmp_path / "cert.pem").read_text())
     for controller in controllers:
         controller.stop()

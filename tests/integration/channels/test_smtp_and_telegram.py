@@ -15,6 +15,7 @@ from campaignd.domain.errors import InvalidInput
 from campaignd.messaging.channels import build_channel, redact, validate_account_config
 from campaignd.messaging.channels.base import OutgoingMessage
 from support.net import free_port
+from support.smtp import TlsServers
 
 
 def _message(i: int, **extra: Any) -> OutgoingMessage:
@@ -71,11 +72,12 @@ def _smtp(port: int, **options: Any) -> Any:
     return build_channel("smtp", validate_account_config("smtp", config))
 
 
-async def test_smtp_starttls_and_implicit_tls(tls_smtp_servers: Any) -> None:
-    """Both TLS modes against servers that insist on TLS (and on TLS before AUTH)."""
+async def test_smtp_starttls_and_implicit_tls(tls_smtp_servers: TlsServers) -> None:
+    """Both TLS modes against servers that insist on TLS (and on TLS before AUTH), trusting the
+    server's certificate through the account's own `ca_cert`."""
     for mode, options in (("starttls", {"starttls": True}), ("implicit", {"use_tls": True})):
-        mailbox, port = tls_smtp_servers[mode]
-        channel = _smtp(port, validate_certs=False, **options)
+        mailbox, port = tls_smtp_servers.servers[mode]
+        channel = _smtp(port, ca_cert=tls_smtp_servers.cert_pem, **options)
         results = [await channel.send(_message(i)) for i in range(3)]
         await channel.close()
         assert all(r.ok for r in results), (mode, results)
@@ -85,22 +87,37 @@ async def test_smtp_starttls_and_implicit_tls(tls_smtp_servers: Any) -> None:
 
 
 async def test_smtp_tls_checks_certificates_and_plain_text_is_refused(
-    tls_smtp_servers: Any,
+    tls_smtp_servers: TlsServers,
 ) -> None:
-    starttls_box, starttls_port = tls_smtp_servers["starttls"]
-    implicit_box, implicit_port = tls_smtp_servers["implicit"]
-    # A self-signed certificate is not trusted unless the account says not to check.
+    starttls_box, starttls_port = tls_smtp_servers.servers["starttls"]
+    implicit_box, implicit_port = tls_smtp_servers.servers["implicit"]
+    # A self-signed certificate is not trusted by default...
     for port, options in ((starttls_port, {"starttls": True}), (implicit_port, {"use_tls": True})):
         channel = _smtp(port, **options)
         result = await channel.send(_message(1))
         await channel.close()
         assert not result.ok and "CERTIFICATE_VERIFY_FAILED" in (result.error or ""), result
+    # ...unless the account says not to check.
+    unchecked = _smtp(implicit_port, use_tls=True, validate_certs=False)
+    assert (await unchecked.send(_message(2))).ok
+    await unchecked.close()
     # Without STARTTLS a server that requires it refuses, and nothing is delivered.
     plain = _smtp(starttls_port)
-    result = await plain.send(_message(2))
+    result = await plain.send(_message(3))
     await plain.close()
     assert not result.ok and result.error, result
-    assert starttls_box.messages == [] and implicit_box.messages == []
+    assert starttls_box.messages == [] and [m["To"] for m in implicit_box.messages] == [
+        "u2@example.test"
+    ]
+
+
+def test_a_bad_ca_cert_is_refused_with_the_field_named() -> None:
+    with pytest.raises(InvalidInput) as info:
+        validate_account_config(
+            "smtp", {"host": "127.0.0.1", "port": 25, "from": "a@b.test", "ca_cert": "nope"}
+        )
+    assert info.value.context["field"] == "config.ca_cert"
+    assert "PEM" in str(info.value)
 
 
 async def test_smtp_retries_4xx_and_gives_up_on_5xx(smtp_server: Any) -> None:

@@ -64,6 +64,14 @@ def validate_account_config(kind: str, config: Any, *, partial: bool = False) ->
             raise InvalidInput(f"Field '{field}' must be a string.", field=field)
     if "port" in config and not 1 <= int(config["port"]) <= 65535:
         raise InvalidInput("Field 'config.port' must be between 1 and 65535.", field="config.port")
+    if config.get("ca_cert"):
+        try:
+            smtp.check_ca_cert(config["ca_cert"])
+        except ValueError as exc:
+            raise InvalidInput(
+                f"Field 'config.ca_cert' must be one or more PEM certificates ({exc}).",
+                field="config.ca_cert",
+            ) from None
     for name in ("url", "api_base_url"):
         if name in config:
             parts = urlsplit(str(config[name]))

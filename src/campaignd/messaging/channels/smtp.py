@@ -24,6 +24,7 @@ SPEC = ChannelSpec(
             "starttls",
             "use_tls",
             "validate_certs",
+            "ca_cert",
             "timeout_seconds",
             "max_attempts",
             "retry_base_seconds",
@@ -41,6 +42,16 @@ SPEC = ChannelSpec(
 )
 
 
+def check_ca_cert(pem: str) -> None:
+    """Raise ValueError unless `pem` holds at least one PEM certificate a TLS context accepts."""
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise ValueError("no PEM certificate found")
+    try:
+        ssl.create_default_context(cadata=pem)
+    except ssl.SSLError as exc:
+        raise ValueError(exc.reason or str(exc)) from None
+
+
 class SmtpChannel:
     """Keeps one connection open across messages; reconnects when the server drops it."""
 
@@ -52,7 +63,7 @@ class SmtpChannel:
         self.connections_opened = 0
 
     def _tls_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cadata=self.config.get("ca_cert") or None)
         if not self.config["validate_certs"]:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
