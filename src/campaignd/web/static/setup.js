@@ -6,14 +6,43 @@ const CHANNEL_FIELDS = {
   webhook: [["url", "URL", "text"], ["signing_secret", "Signing secret", "password"]],
   log: [["path", "File path", "text"]],
   smtp: [["host", "Host", "text"], ["port", "Port", "number"], ["from", "From address", "text"],
-         ["username", "Username", "text"], ["password", "Password", "password"]],
+         ["username", "Username", "text"], ["password", "Password", "password"],
+         ["security", "Connection security", "select"],
+         ["ca_cert", "CA certificate for a private server (PEM, optional)", "textarea"]],
   telegram: [["bot_token", "Bot token", "password"], ["api_base_url", "API base URL", "text"]],
 };
 
+// SMTP's "security" choice becomes the account's starttls / use_tls flags.
+const SECURITY = {
+  none: {}, starttls: { starttls: true }, tls: { use_tls: true },
+  "tls-unchecked": { use_tls: true, validate_certs: false },
+};
+const SECURITY_LABELS = {
+  none: "None (plain SMTP)", starttls: "STARTTLS", tls: "TLS from the start (port 465)",
+  "tls-unchecked": "TLS without checking the certificate",
+};
+
+function fieldInput(name, type) {
+  const attrs = `id="acc-${name}" name="config.${name}"`;
+  if (type === "select") {
+    const options = Object.entries(SECURITY_LABELS)
+      .map(([value, text]) => `<option value="${value}">${text}</option>`).join("");
+    return `<select ${attrs}>${options}</select>`;
+  }
+  if (type === "textarea") return `<textarea ${attrs} rows="3" spellcheck="false"></textarea>`;
+  return `<input ${attrs} type="${type}" autocomplete="off">`;
+}
+
+function settings(config) {
+  const shown = Object.entries(config).filter(([key]) => key !== "ca_cert")
+    .map(([key, value]) => `${key}=${value}`);
+  if (config.ca_cert) shown.push("own CA certificate");
+  return shown.join(", ");
+}
+
 function channelFields(channel) {
   return CHANNEL_FIELDS[channel].map(([name, label, type]) => `
-    <label for="acc-${name}">${label}</label>
-    <input id="acc-${name}" name="config.${name}" type="${type}" autocomplete="off">`).join("");
+    <label for="acc-${name}">${label}</label>${fieldInput(name, type)}`).join("");
 }
 
 export async function setupView() {
@@ -38,7 +67,7 @@ export async function setupView() {
     </section>
     <section class="card">
       <h2>Accounts</h2>
-      <ul id="account-list">${accounts.map((a) => `<li>${esc(a.name)} (${esc(a.channel)}): ${esc(JSON.stringify(a.config))}</li>`).join("")}</ul>
+      <ul id="account-list">${accounts.map((a) => `<li>${esc(a.name)} (${esc(a.channel)}): ${esc(settings(a.config))}</li>`).join("")}</ul>
       <form id="account-form" class="form">
         <label for="acc-name">Account name</label><input id="acc-name" name="name" required>
         <label for="acc-channel">Channel</label>
@@ -87,7 +116,8 @@ export async function setupView() {
     for (const [key, value] of Object.entries(data)) {
       if (key.startsWith("config.") && value !== "") {
         const name = key.slice(7);
-        config[name] = name === "port" ? Number(value) : value;
+        if (name === "security") Object.assign(config, SECURITY[value]);
+        else config[name] = name === "port" ? Number(value) : value;
       }
     }
     try {
