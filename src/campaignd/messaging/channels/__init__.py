@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from campaignd.domain.errors import InvalidInput
 from campaignd.messaging.channels import log, smtp, telegram, webhook
-from campaignd.messaging.channels.base import Channel, ChannelSpec
+from campaignd.messaging.channels.base import Channel, ChannelSpec, UrlGuard
 
 CHANNEL_SPECS: dict[str, ChannelSpec] = {
     spec.kind: spec for spec in (webhook.SPEC, log.SPEC, smtp.SPEC, telegram.SPEC)
@@ -92,7 +91,7 @@ def build_channel(
     kind: str,
     config: dict[str, Any],
     *,
-    url_guard: Callable[[str], Awaitable[object]] | None = None,
+    url_guard: UrlGuard | None = None,
 ) -> Channel:
     if kind == "webhook":
         return webhook.WebhookChannel(config, url_guard)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from campaignd.domain.errors import RuleViolation
+
+# Raises RuleViolation when a URL may not be used (the target allowlist, resolved).
+UrlGuard = Callable[[str], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +58,23 @@ class ChannelSpec:
     optional: frozenset[str]
     secret: frozenset[str]
     defaults: dict[str, Any] = field(default_factory=dict)
+
+
+class CheckedUrl:
+    """A channel's URL checked against the allowlist before its first send, then trusted."""
+
+    def __init__(self, url: str, guard: UrlGuard | None) -> None:
+        self.url = url
+        self._guard = guard
+        self._passed = False
+
+    async def refusal(self) -> str | None:
+        """None when the URL may be used; otherwise why not."""
+        if self._passed or self._guard is None:
+            return None
+        try:
+            await self._guard(self.url)
+        except RuleViolation as exc:
+            return exc.message
+        self._passed = True
+        return None

@@ -126,9 +126,7 @@ class SmtpChannel:
                 error = f"{type(exc).__name__}: {exc}"[:300]
                 await self._drop()
             if attempt < attempts:
-                await asyncio.sleep(
-                    backoff_seconds(attempt, float(self.config["retry_base_seconds"]))
-                )
+                await asyncio.sleep(backoff_seconds(attempt, self._retry_base))
         return SendResult(ok=False, attempts=attempts, error=error)
 
     async def _drop(self) -> None:

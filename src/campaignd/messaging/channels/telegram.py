@@ -6,13 +6,17 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
-from campaignd.domain.errors import RuleViolation
-from campaignd.messaging.channels.base import ChannelSpec, OutgoingMessage, SendResult
+from campaignd.messaging.channels.base import (
+    ChannelSpec,
+    CheckedUrl,
+    OutgoingMessage,
+    SendResult,
+    UrlGuard,
+)
 from campaignd.messaging.channels.retry import backoff_seconds
 
 SPEC = ChannelSpec(
@@ -34,15 +38,12 @@ TRACKED_CHATS = 100_000
 
 
 class TelegramChannel:
-    def __init__(
-        self, config: dict[str, Any], url_guard: Callable[[str], Awaitable[object]] | None = None
-    ) -> None:
+    def __init__(self, config: dict[str, Any], url_guard: UrlGuard | None = None) -> None:
         self.config = {**SPEC.defaults, **config}
         self._retry_base = float(self.config["retry_base_seconds"])
         self._base = str(self.config["api_base_url"]).rstrip("/")
         self._url = f"{self._base}/bot{self.config['bot_token']}/sendMessage"
-        self._guard = url_guard
-        self._guarded = False
+        self._checked_base = CheckedUrl(self._base, url_guard)
         self._session: aiohttp.ClientSession | None = None
         self._bot_slot = 0.0
         self._chat_next: OrderedDict[str, float] = OrderedDict()
@@ -69,12 +70,9 @@ class TelegramChannel:
         return self._session
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        if self._guard is not None and not self._guarded:
-            try:
-                await self._guard(self._base)
-            except RuleViolation as exc:
-                return SendResult(ok=False, attempts=0, error=exc.message)
-            self._guarded = True
+        refusal = await self._checked_base.refusal()
+        if refusal is not None:
+            return SendResult(ok=False, attempts=0, error=refusal)
         body = {"chat_id": message.address, "text": message.text}
         attempts = int(self.config["max_attempts"])
         throttled = 0.0
@@ -110,9 +108,7 @@ class TelegramChannel:
                         ok=False, attempts=attempt, error=error, throttled_seconds=throttled
                     )
             if attempt < attempts:
-                await asyncio.sleep(
-                    backoff_seconds(attempt, float(self.config["retry_base_seconds"]))
-                )
+                await asyncio.sleep(backoff_seconds(attempt, self._retry_base))
         return SendResult(ok=False, attempts=attempts, error=error, throttled_seconds=throttled)
 
     async def close(self) -> None:

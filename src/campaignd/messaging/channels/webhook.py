@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
-from campaignd.domain.errors import RuleViolation
-from campaignd.messaging.channels.base import ChannelSpec, OutgoingMessage, SendResult
+from campaignd.messaging.channels.base import (
+    ChannelSpec,
+    CheckedUrl,
+    OutgoingMessage,
+    SendResult,
+    UrlGuard,
+)
 from campaignd.messaging.channels.retry import backoff_seconds, retry_after_seconds, signature
 
 SPEC = ChannelSpec(
@@ -21,18 +25,16 @@ SPEC = ChannelSpec(
     defaults={"timeout_seconds": 10.0, "max_attempts": 5, "retry_base_seconds": 0.2},
 )
 
-UrlGuard = Callable[[str], Awaitable[object]]
-
 
 class WebhookChannel:
     def __init__(self, config: dict[str, Any], url_guard: UrlGuard | None = None) -> None:
+        config = {**SPEC.defaults, **config}
         self.url = str(config["url"])
         self.secret = config.get("signing_secret")
-        self.timeout = float(config.get("timeout_seconds", 10.0))
-        self.max_attempts = int(config.get("max_attempts", 5))
-        self.retry_base = float(config.get("retry_base_seconds", 0.2))
-        self._guard = url_guard
-        self._guarded = False
+        self.timeout = float(config["timeout_seconds"])
+        self.max_attempts = int(config["max_attempts"])
+        self.retry_base = float(config["retry_base_seconds"])
+        self._checked_url = CheckedUrl(self.url, url_guard)
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -44,12 +46,9 @@ class WebhookChannel:
         return self._session
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        if self._guard is not None and not self._guarded:
-            try:
-                await self._guard(self.url)
-            except RuleViolation as exc:
-                return SendResult(ok=False, attempts=0, error=exc.message)
-            self._guarded = True
+        refusal = await self._checked_url.refusal()
+        if refusal is not None:
+            return SendResult(ok=False, attempts=0, error=refusal)
         payload: dict[str, Any] = {
             "campaign_id": message.campaign_id,
             "recipient": {"external_id": message.external_id, "address": message.address},
