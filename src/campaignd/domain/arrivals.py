@@ -38,14 +38,6 @@ class ArrivalSchedule:
             self.count += 1
         return due
 
-    def skip_until(self, now: float) -> int:
-        """Drop every arrival scheduled before `now`; return how many were dropped."""
-        dropped = 0
-        while self.next_time < now:
-            self.count += 1
-            dropped += 1
-        return dropped
-
     def drop_through(self, now: float) -> int:
         """Drop every arrival due at or before `now` in O(1); return how many were dropped."""
         if self.paused_at is not None or self.rate <= 0 or self.next_time > now:

@@ -35,9 +35,6 @@ class Stage:
             raise RuleViolation(f"{where}.target_rpm must be >= 0.", field="stages")
         return cls(duration_seconds=minutes * 60.0, target_rpm=rpm)
 
-    def to_json(self) -> dict[str, float]:
-        return {"duration_minutes": self.duration_seconds / 60.0, "target_rpm": self.target_rpm}
-
 
 def parse_stages(raw: Sequence[Any]) -> tuple[Stage, ...]:
     if not raw:

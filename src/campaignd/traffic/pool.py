@@ -129,10 +129,6 @@ class ProcessWorkers:
         self._failure: asyncio.Future[None] | None = None
         self._stopping = False
 
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._procs if p.pid is not None]
-
     async def start(self) -> float:
         loop = asyncio.get_running_loop()
         self._all_ready = loop.create_future()

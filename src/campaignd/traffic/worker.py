@@ -102,10 +102,6 @@ class LoadWorker:
         self._drained: asyncio.Future[None] | None = None
 
     @property
-    def inflight(self) -> int:
-        return len(self._inflight)
-
-    @property
     def closed_loop(self) -> bool:
         return math.isinf(self._rate)
 
