@@ -286,6 +286,12 @@ def bench_campaignd_max(
     )
 
 
+def best_two_workers(url: str, seconds: int, tmp: Path, cores: str, repeat: int) -> Row:
+    """The best of `repeat` max-rate runs of two workers pinned to `cores`."""
+    runs = [bench_campaignd_max(url, seconds, tmp, workers=2, cores=cores) for _ in range(repeat)]
+    return max(runs, key=lambda r: r.rps)
+
+
 def bench_accuracy(nginx: Nginx, rate: int, seconds: int, tmp: Path) -> dict[str, Any]:
     offset = nginx.log_size()
     s, rss, cpu = campaignd(
@@ -370,25 +376,13 @@ def main() -> int:
 
         # Two workers need two cores of their own; on a 2-core host they share core 0 with nginx.
         two_cores = "1,2" if cores >= 3 else "0,1"
-        two = max(
-            (
-                bench_campaignd_max(nginx.url, peak_s, tmp, workers=2, cores=two_cores)
-                for _ in range(args.repeat)
-            ),
-            key=lambda r: r.rps,
-        )
+        two = best_two_workers(nginx.url, peak_s, tmp, two_cores, args.repeat)
         rows.append(two)
 
         # The split itself: two workers on the one core that one worker had. If they reach what
         # one worker reaches there, splitting costs nothing and each added core adds a worker's
         # throughput; a 2-core host cannot show that directly, as nginx needs the other core.
-        split = max(
-            (
-                bench_campaignd_max(nginx.url, peak_s, tmp, workers=2, cores=TOOL_CORE)
-                for _ in range(args.repeat)
-            ),
-            key=lambda r: r.rps,
-        )
+        split = best_two_workers(nginx.url, peak_s, tmp, TOOL_CORE, args.repeat)
         print(f"  2 workers sharing core {TOOL_CORE}: {split.rps:,.0f} req/s", flush=True)
 
     print()
