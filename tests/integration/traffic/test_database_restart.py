@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,7 +20,17 @@ from support.service import ServiceProcess
 from support.target import CountingTarget
 from support.traffic_flow import make_campaign, make_profile, start, wait_for_status
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.postgres,
+    pytest.mark.skipif(
+        not os.environ.get("CAMPAIGND_TEST_RESTART_POSTGRES")
+        or not shutil.which("pg_ctlcluster")
+        or not Path("/etc/postgresql").is_dir(),
+        reason="restarts the shared PostgreSQL server: set CAMPAIGND_TEST_RESTART_POSTGRES=1 "
+        "(CI does) on a machine where pg_ctlcluster manages it",
+    ),
+]
 
 
 def _cluster() -> list[str]:
@@ -40,13 +52,18 @@ def _wait_for_postgres(up: bool, timeout: float = 30) -> None:
     raise AssertionError(f"PostgreSQL did not become {'ready' if up else 'unavailable'}")
 
 
-@pytest.mark.skipif(
-    not os.environ.get("CAMPAIGND_TEST_RESTART_POSTGRES")
-    or not shutil.which("pg_ctlcluster")
-    or not Path("/etc/postgresql").is_dir(),
-    reason="restarts the shared PostgreSQL server: set CAMPAIGND_TEST_RESTART_POSTGRES=1 "
-    "(CI does) on a machine where pg_ctlcluster manages it",
-)
+@contextlib.contextmanager
+def _postgres_stopped() -> Iterator[None]:
+    """PostgreSQL is down inside the block and up again after it, whatever the block raised."""
+    _pg("stop")
+    try:
+        _wait_for_postgres(up=False)
+        yield
+    finally:
+        _pg("start")
+        _wait_for_postgres(up=True)
+
+
 def test_campaign_survives_a_postgres_restart(
     service_factory, postgres_url: str, target: CountingTarget
 ) -> None:
@@ -57,18 +74,13 @@ def test_campaign_survives_a_postgres_restart(
         )
         start(client, campaign)
         time.sleep(2.0)
-        _pg("stop")
-        try:
-            _wait_for_postgres(up=False)
+        with _postgres_stopped():
             during = target.total
             time.sleep(2.5)
             assert target.total > during + 30, "generation goes on while the database is down"
             response = client.get(f"/api/traffic/campaigns/{campaign}")
             assert response.status_code == 503
             assert "database is unavailable" in response.json()["error"]
-        finally:
-            _pg("start")
-            _wait_for_postgres(up=True)
         done = None
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
@@ -84,13 +96,6 @@ def test_campaign_survives_a_postgres_restart(
     assert '"traffic.database_recovered"' in proc.log
 
 
-@pytest.mark.skipif(
-    not os.environ.get("CAMPAIGND_TEST_RESTART_POSTGRES")
-    or not shutil.which("pg_ctlcluster")
-    or not Path("/etc/postgresql").is_dir(),
-    reason="restarts the shared PostgreSQL server: set CAMPAIGND_TEST_RESTART_POSTGRES=1 "
-    "(CI does) on a machine where pg_ctlcluster manages it",
-)
 def test_message_campaign_survives_a_postgres_restart(
     service_factory, postgres_url: str, target: CountingTarget
 ) -> None:
@@ -101,13 +106,8 @@ def test_message_campaign_survives_a_postgres_restart(
         )
         client.post(f"/api/campaigns/{campaign}/start")
         wait_until(lambda: target.total >= 15)
-        _pg("stop")
-        try:
-            _wait_for_postgres(up=False)
+        with _postgres_stopped():
             time.sleep(2.0)
-        finally:
-            _pg("start")
-            _wait_for_postgres(up=True)
         done = None
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and done is None:
