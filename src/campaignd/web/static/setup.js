@@ -12,21 +12,19 @@ const CHANNEL_FIELDS = {
   telegram: [["bot_token", "Bot token", "password"], ["api_base_url", "API base URL", "text"]],
 };
 
-// SMTP's "security" choice becomes the account's starttls / use_tls flags.
+// SMTP's "security" choice: its label, and the account flags it stands for.
 const SECURITY = {
-  none: {}, starttls: { starttls: true }, tls: { use_tls: true },
-  "tls-unchecked": { use_tls: true, validate_certs: false },
-};
-const SECURITY_LABELS = {
-  none: "None (plain SMTP)", starttls: "STARTTLS", tls: "TLS from the start (port 465)",
-  "tls-unchecked": "TLS without checking the certificate",
+  none: ["None (plain SMTP)", {}],
+  starttls: ["STARTTLS", { starttls: true }],
+  tls: ["TLS from the start (port 465)", { use_tls: true }],
+  "tls-unchecked": ["TLS without checking the certificate", { use_tls: true, validate_certs: false }],
 };
 
 function fieldInput(name, type) {
   const attrs = `id="acc-${name}" name="config.${name}"`;
   if (type === "select") {
-    const options = Object.entries(SECURITY_LABELS)
-      .map(([value, text]) => `<option value="${value}">${text}</option>`).join("");
+    const options = Object.entries(SECURITY)
+      .map(([value, [text]]) => `<option value="${value}">${text}</option>`).join("");
     return `<select ${attrs}>${options}</select>`;
   }
   if (type === "textarea") return `<textarea ${attrs} rows="3" spellcheck="false"></textarea>`;
@@ -116,7 +114,7 @@ export async function setupView() {
     for (const [key, value] of Object.entries(data)) {
       if (key.startsWith("config.") && value !== "") {
         const name = key.slice(7);
-        if (name === "security") Object.assign(config, SECURITY[value]);
+        if (name === "security") Object.assign(config, SECURITY[value][1]);
         else config[name] = name === "port" ? Number(value) : value;
       }
     }
