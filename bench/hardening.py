@@ -74,11 +74,11 @@ class Prober(threading.Thread):
         self.phase = "quiet"
         self.latencies: dict[str, list[float]] = {}
         self.failures: Counter[str] = Counter()
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=5) as client:
-            while not self._stop.is_set():
+            while not self._done.is_set():
                 for path in ("/healthz", "/api/campaigns"):
                     started = time.perf_counter()
                     try:
@@ -89,10 +89,10 @@ class Prober(threading.Thread):
                     self.latencies.setdefault(self.phase, []).append(elapsed)
                     if not ok:
                         self.failures[self.phase] += 1
-                self._stop.wait(0.05)
+                self._done.wait(0.05)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join(10)
 
 
