@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     port: int = 8080
     log_level: str = "INFO"
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # The HTTP edge (api/edge.py): seconds a client may take to send a request's headers,
+    # then its whole body; and open connections past which new ones are answered 503.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
     # Seconds a stopping runner waits for in-flight requests before cancelling them.
     drain_seconds: float = Field(default=0.5, ge=0)
     # Worker processes per traffic campaign. 1: in the server's loop; N > 1: N processes;
