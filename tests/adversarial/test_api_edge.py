@@ -265,3 +265,27 @@ async def test_at_the_cap_a_new_request_pushes_out_the_oldest_slow_client(
     finally:
         for _, writer in readers:
             writer.close()
+
+
+@pytest.mark.slow
+async def test_a_kept_alive_connection_gets_the_header_timeout_again(
+    service_factory, tmp_path: Path
+) -> None:
+    server = service_factory(
+        f"sqlite:///{tmp_path / 'ka.db'}", CAMPAIGND_HEADER_TIMEOUT_SECONDS=str(SLOW_TIMEOUT)
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 ")
+            await reader.readexactly(len(b'{"status":"ok"}'))
+        writer.write(b"GET /healthz HTTP/1.1\r\nX-Slow: ")  # the second request stalls
+        started = time.monotonic()
+        async with asyncio.timeout(SLOW_TIMEOUT + SLACK):
+            answer = await reader.read()
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+        assert time.monotonic() - started < SLOW_TIMEOUT + SLACK
+    finally:
+        writer.close()

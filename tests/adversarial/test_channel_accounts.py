@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from campaignd.settings import Settings
 from support.messaging_flow import make_audience, make_campaign, wait_for
 from support.service import ServiceProcess
 
@@ -194,3 +195,17 @@ def test_log_path_turned_into_a_symlink_out_fails_at_send(
     [reason] = client.get(f"/api/campaigns/{campaign}/report").json()["failures_by_reason"]
     assert "log channel directory" in reason["reason"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_log_directory_defaults_beside_the_sqlite_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CAMPAIGND_LOG_CHANNEL_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    beside = Settings(database_url=f"sqlite:///{tmp_path / 'db' / 'c.db'}").channel_log_dir()
+    assert beside == tmp_path / "db" / "channel-logs"
+    relative = Settings(database_url="sqlite:///./c.db").channel_log_dir()
+    assert relative == tmp_path / "channel-logs"
+    assert Settings(database_url="postgresql://h/db").channel_log_dir() == tmp_path / "channel-logs"
+    chosen = Settings(log_channel_dir="mine").channel_log_dir()
+    assert chosen == tmp_path / "mine"
