@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import functools
 import resource
+from pathlib import Path
 
 # Kept for the API's connections, the database pool, logs and pipes.
 RESERVE_FRACTION = 0.25
 MIN_RESERVE = 256
+# Connections to one target share the ephemeral port range, of which Linux gives connect()
+# the even half first: once that half fills, every connect() walks it in the kernel before
+# trying the odd one, and a loop doing thousands of them stops answering for seconds.
+# A campaign may hold this much of the whole range, well inside the even half.
+PORT_SHARE = 0.4
+DEFAULT_EPHEMERAL_PORTS = 60999 - 32768 + 1
 
 
 class ConnectionBudget:
@@ -46,6 +53,17 @@ def budget_for(fd_limit: int) -> int:
     return max(0, fd_limit - max(MIN_RESERVE, int(fd_limit * RESERVE_FRACTION)))
 
 
+def port_budget() -> int:
+    """Connections one campaign may hold to its target: PORT_SHARE of the ephemeral range."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        low, high = (int(part) for part in text.split())
+        ports = high - low + 1
+    except (OSError, ValueError):
+        ports = DEFAULT_EPHEMERAL_PORTS
+    return int(ports * PORT_SHARE)
+
+
 def raise_fd_limit() -> int:
     """Raise this process's soft RLIMIT_NOFILE to its hard limit; return the soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -61,4 +79,11 @@ def raise_fd_limit() -> int:
 @functools.cache
 def process_budget() -> ConnectionBudget:
     """The one budget of this process, sized when the first generator starts."""
-    return ConnectionBudget(budget_for(raise_fd_limit()))
+    return ConnectionBudget(min(budget_for(raise_fd_limit()), port_budget()))
+
+
+def worker_process_budget(workers: int) -> ConnectionBudget:
+    """The budget of a worker process, one of `workers` sharing a campaign's ports."""
+    budget = process_budget()
+    budget.limit = min(budget.limit, port_budget() // workers)
+    return budget

@@ -38,6 +38,7 @@ CANCELLED_AT_STOP = "cancelled at stop"
 CANCELLED_CONNECTING = "cancelled at stop while connecting"
 # Why an arrival was dropped instead of sent (also in `stats.errors`, beside the failures).
 NO_FREE_SLOT = "dropped: no free connection slot"
+EVERY_USER_BUSY = "dropped: every user busy"
 _ERRNO_REASONS = {
     errno.EMFILE: "too many open files",
     errno.ENFILE: "too many open files in the system",
@@ -278,7 +279,7 @@ class LoadWorker:
                     self._recorder.dropped(1, NO_FREE_SLOT)
         dropped = schedule.drop_through(now)
         if dropped:
-            self._recorder.dropped(dropped)
+            self._recorder.dropped(dropped, EVERY_USER_BUSY)
         self._arm()
 
     def _kick_free_users(self) -> None:
