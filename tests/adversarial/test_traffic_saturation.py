@@ -8,6 +8,7 @@ still in flight at the stop included, under reasons a person can read.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import threading
 import time
@@ -19,10 +20,10 @@ import httpx
 import psutil
 import pytest
 
-from campaignd.traffic.connections import port_budget
+from campaignd.traffic.connections import ConnectionBudget, port_budget
 from campaignd.traffic.generation import Ending, Generation
 from campaignd.traffic.plan import LoadPlan, RequestSpec, UserProfile
-from campaignd.traffic.worker import EVERY_USER_BUSY, NO_FREE_SLOT
+from campaignd.traffic.worker import EVERY_USER_BUSY, NO_FREE_SLOT, LoadWorker
 from support.net import free_port
 from support.traffic_flow import info, make_campaign, make_profile, start
 
@@ -31,19 +32,28 @@ pytestmark = pytest.mark.slow
 FD_LIMIT = 1024
 
 
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
 class _Silent(asyncio.Protocol):
     def __init__(self, target: SilentTarget) -> None:
         self.target = target
+        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
         with self.target.lock:
             self.target.connections += 1
             self.target.open += 1
+            self.target.most_open = max(self.target.most_open, self.target.open)
 
     def data_received(self, data: bytes) -> None:
+        requests = data.count(b"\r\n\r\n")
         with self.target.lock:
-            self.target.requests += data.count(b"\r\n\r\n")
+            self.target.requests += requests
             self.target.last_request_at = time.monotonic()
+        if self.target.answer and self.transport is not None:
+            self.transport.write(OK * requests)
 
     def connection_lost(self, exc: Exception | None) -> None:
         with self.target.lock:
@@ -51,9 +61,11 @@ class _Silent(asyncio.Protocol):
 
 
 class SilentTarget:
-    """Accepts every connection, reads every request, never writes a byte."""
+    """Accepts every connection, reads every request, never writes a byte (unless `answer`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: bool = False) -> None:
+        self.answer = answer
+        self.most_open = 0
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.lock = threading.Lock()
@@ -98,6 +110,12 @@ class SilentTarget:
 @pytest.fixture
 def silent() -> Iterator[SilentTarget]:
     with SilentTarget() as target:
+        yield target
+
+
+@pytest.fixture
+def answering() -> Iterator[SilentTarget]:
+    with SilentTarget(answer=True) as target:
         yield target
 
 
@@ -220,3 +238,46 @@ def test_a_silent_target_cannot_starve_the_api_of_file_descriptors(
     with silent.lock:
         assert silent.connections == connections  # nothing started after the stop
     assert done["stats"]["requests_total"] == silent.settled_requests()
+
+
+async def _run_for(worker: LoadWorker, seconds: float) -> None:
+    start = time.monotonic()
+    worker.set_deadline(start + seconds)
+    run = asyncio.create_task(worker.run(drain_seconds=1.0, start_at=start))
+    await asyncio.sleep(seconds)
+    worker.stop()
+    await asyncio.wait_for(run, 5)
+
+
+async def test_users_beyond_the_budget_share_its_connections(answering: SilentTarget) -> None:
+    budget = ConnectionBudget(5)
+    worker = LoadWorker(_plan(answering.url, 200.0, users=50), budget=budget)
+    await _run_for(worker, 1.0)
+    window = worker.cut_window()
+    assert answering.settled_requests() == window.succeeded == 200
+    assert window.dropped == 0
+    assert answering.most_open <= 5
+    assert budget.open == 0
+
+
+async def test_closed_loop_users_wait_for_a_connection_slot(answering: SilentTarget) -> None:
+    budget = ConnectionBudget(3)
+    worker = LoadWorker(_plan(answering.url, math.inf, users=20), budget=budget)
+    await _run_for(worker, 0.5)
+    window = worker.cut_window()
+    assert answering.settled_requests() == window.succeeded > 100
+    assert window.failed == window.dropped == 0
+    assert answering.most_open <= 3
+    assert budget.open == 0
+
+
+async def test_failures_name_their_cause(silent: SilentTarget) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    refused = LoadWorker(_plan(closed, 100.0, users=5), budget=ConnectionBudget(5))
+    await _run_for(refused, 0.3)
+    assert set(refused.cut_window().errors) == {"connection refused"}
+    slow = LoadWorker(_plan(silent.url, 20.0, users=5, timeout=0.2), budget=ConnectionBudget(5))
+    await _run_for(slow, 0.8)
+    errors = slow.cut_window().errors
+    assert errors["timeout after 0.2 s"] > 0
+    assert set(errors) <= {"timeout after 0.2 s", "cancelled at stop", EVERY_USER_BUSY}
