@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from campaignd.traffic.connections import ConnectionBudget
 from campaignd.traffic.plan import RequestSpec
 
 USER_AGENT = "campaignd"
@@ -89,10 +90,11 @@ Outcome = Callable[["HttpConnection", int, bool], None]
 class HttpConnection(asyncio.Protocol):
     """One keep-alive connection carrying one request at a time."""
 
-    __slots__ = ("_head", "_on_done", "_parser", "_waiting", "closed", "transport")
+    __slots__ = ("_budget", "_head", "_on_done", "_parser", "_waiting", "closed", "transport")
 
     def __init__(self, on_done: Outcome) -> None:
         self._on_done = on_done
+        self._budget: ConnectionBudget | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._waiting = False
         self._head = False
@@ -114,6 +116,9 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._budget is not None:
+            self._budget.release()
+            self._budget = None
         self._fail()
 
     # httptools callbacks ----------------------------------------------------------------
@@ -134,6 +139,17 @@ class HttpConnection(asyncio.Protocol):
         self._waiting = True
         self._head = head
         self.transport.write(payload)
+
+    def hold(self, budget: ConnectionBudget) -> None:
+        """Own one slot of `budget` from now on; give it back when the socket closes."""
+        if self.closed:
+            budget.release()
+        else:
+            self._budget = budget
+
+    def lend(self, on_done: Outcome) -> None:
+        """Report outcomes to `on_done` from now on: an idle connection changes users."""
+        self._on_done = on_done
 
     def close(self) -> None:
         self.closed = True
@@ -156,13 +172,25 @@ class HttpConnection(asyncio.Protocol):
 
 
 async def open_connection(
-    target: HttpTarget, on_done: Outcome, ssl_context: ssl.SSLContext | None
+    target: HttpTarget,
+    on_done: Outcome,
+    ssl_context: ssl.SSLContext | None,
+    budget: ConnectionBudget,
 ) -> HttpConnection:
+    """Connect on a slot already taken from `budget`; the slot goes back when the socket closes.
+
+    A connect that fails or is cancelled has closed its socket already: the slot goes back here.
+    """
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(
-        lambda: HttpConnection(on_done),
-        target.host,
-        target.port,
-        ssl=ssl_context if target.tls else None,
-    )
+    try:
+        _, protocol = await loop.create_connection(
+            lambda: HttpConnection(on_done),
+            target.host,
+            target.port,
+            ssl=ssl_context if target.tls else None,
+        )
+    except BaseException:
+        budget.release()
+        raise
+    protocol.hold(budget)
     return protocol

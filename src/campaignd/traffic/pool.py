@@ -16,11 +16,13 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import sys
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
+from campaignd.traffic.connections import worker_process_budget
 from campaignd.traffic.plan import LoadPlan
 from campaignd.traffic.stats import WindowStats
 from campaignd.traffic.worker import LoadWorker
@@ -32,6 +34,11 @@ SHIP_SECONDS = 0.25
 START_TIMEOUT_SECONDS = 60.0
 # Children are told to start this far ahead, so each is listening when the instant comes.
 START_LEAD_SECONDS = 0.005
+# After its drain a child aborts what is still in flight, ships its last window and says
+# "done" within this; one that does not is read to the end of its pipe, then killed.
+STOP_GRACE_SECONDS = 0.5
+# A child that said "done" has this long to exit before it is terminated.
+EXIT_SECONDS = 0.5
 
 
 def worker_count(setting: int, peak_rate: float, cores: int | None = None) -> int:
@@ -193,7 +200,7 @@ class ProcessWorkers:
         self._broadcast("stop")
         if self._all_done is not None and len(self._done) < len(self._procs):
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._drain + 2.0):
+                async with asyncio.timeout(self._drain + STOP_GRACE_SECONDS):
                     await asyncio.shield(self._all_done)
         await self._release()
 
@@ -247,12 +254,9 @@ class ProcessWorkers:
 
     async def _release(self) -> None:
         loop = asyncio.get_running_loop()
-        for conn in self._conns:
-            with contextlib.suppress(ValueError, OSError):
-                loop.remove_reader(conn.fileno())
-        deadline = time.monotonic() + 2.0
-        for proc in self._procs:
-            while proc.is_alive() and time.monotonic() < deadline:
+        deadline = time.monotonic() + EXIT_SECONDS
+        for index, proc in enumerate(self._procs):
+            while index in self._done and proc.is_alive() and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
             if proc.is_alive():
                 proc.terminate()
@@ -262,7 +266,12 @@ class ProcessWorkers:
             await asyncio.to_thread(proc.join, 1.0)
             with contextlib.suppress(ValueError):
                 proc.close()
-        for conn in self._conns:
+        for index, conn in enumerate(self._conns):
+            # Windows a child wrote before it ended are still in the pipe: count them.
+            if index not in self._done:
+                self._receive(index)
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(conn.fileno())
             conn.close()
         if self._failure is not None:
             if self._failure.done() and not self._failure.cancelled():
@@ -280,11 +289,18 @@ def run_child(conn: Connection, plan: LoadPlan, index: int, count: int, drain: f
         asyncio.run(_child(conn, plan, index, count, drain))
     else:
         uvloop.run(_child(conn, plan, index, count, drain))
+    # Everything worth keeping went up the pipe. Finalizing the interpreter would free tens
+    # of thousands of users and connections one by one, and the parent waits for the exit.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 async def _child(conn: Connection, plan: LoadPlan, index: int, count: int, drain: float) -> None:
     loop = asyncio.get_running_loop()
-    worker = LoadWorker(plan, worker_index=index, workers=count)
+    worker = LoadWorker(
+        plan, worker_index=index, workers=count, budget=worker_process_budget(count)
+    )
     started: asyncio.Future[float | None] = loop.create_future()
 
     def on_command() -> None:

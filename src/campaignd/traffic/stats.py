@@ -139,8 +139,11 @@ class WindowRecorder:
         self._window.errors[reason] += 1
         self._record(round(latency_seconds * 1_000_000))
 
-    def dropped(self, count: int = 1) -> None:
+    def dropped(self, count: int = 1, reason: str | None = None) -> None:
+        """Arrivals never sent; a reason, when given, is counted in `errors` too."""
         self._window.dropped += count
+        if reason is not None:
+            self._window.errors[reason] += count
 
     def cut(self) -> WindowStats:
         now = time.monotonic()

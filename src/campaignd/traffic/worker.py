@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import math
 import random
@@ -19,6 +20,7 @@ from collections import deque
 
 from campaignd.domain.arrivals import ArrivalSchedule
 from campaignd.domain.weights import WeightedChoice
+from campaignd.traffic.connections import ConnectionBudget, process_budget
 from campaignd.traffic.http import HttpConnection, HttpTarget, encode_request, open_connection
 from campaignd.traffic.plan import LoadPlan, UserProfile
 from campaignd.traffic.stats import WindowRecorder, WindowStats
@@ -30,6 +32,22 @@ TIMEOUT_SWEEP_SECONDS = 0.25
 CLOSED_LOOP_BACKOFF_SECONDS = 0.01
 # An arrival this close to the deadline counts as at it: float noise must not add one more.
 DEADLINE_TOLERANCE = 1e-6
+# Failure reasons, in `stats.errors`; a request still unanswered when the drain ends was
+# sent all the same, so it is counted, not forgotten.
+CANCELLED_AT_STOP = "cancelled at stop"
+CANCELLED_CONNECTING = "cancelled at stop while connecting"
+# Why an arrival was dropped instead of sent (also in `stats.errors`, beside the failures).
+NO_FREE_SLOT = "dropped: no free connection slot"
+EVERY_USER_BUSY = "dropped: every user busy"
+_ERRNO_REASONS = {
+    errno.EMFILE: "too many open files",
+    errno.ENFILE: "too many open files in the system",
+    errno.EADDRNOTAVAIL: "no free local port",
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTUNREACH: "host unreachable",
+}
 
 _now = time.monotonic
 
@@ -51,6 +69,19 @@ class _VirtualUser:
         return self.single if self.single is not None else self.choice.pick()
 
 
+def failure_reason(exc: BaseException) -> str:
+    """A short, human-readable reason for a failed connect."""
+    if isinstance(exc, OSError) and exc.errno in _ERRNO_REASONS:
+        return _ERRNO_REASONS[exc.errno]
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    return type(exc).__name__
+
+
 class LoadWorker:
     """Starts each request at its scheduled time on a free virtual user; records what happened.
 
@@ -61,6 +92,11 @@ class LoadWorker:
     With `workers` > 1 this worker takes `1/workers` of the rate, its first arrival offset by
     `worker_index / rate`, so the merged stream of all workers stays evenly spaced. A rate of
     `math.inf` means closed loop: every user sends again as soon as it is free (benchmarks).
+
+    Sockets come from the process's ConnectionBudget. While it has room each user keeps its
+    own keep-alive connection; once it is spent, a user that finishes lends its connection
+    to the next user without one, and an arrival that finds neither a connection nor a slot
+    is dropped (counted under NO_FREE_SLOT). In closed loop such a user waits for a slot.
     """
 
     def __init__(
@@ -70,8 +106,11 @@ class LoadWorker:
         worker_index: int = 0,
         workers: int = 1,
         seed: int | None = None,
+        budget: ConnectionBudget | None = None,
     ) -> None:
         self.plan = plan
+        self._budget = budget if budget is not None else process_budget()
+        self._timeout_reason = f"timeout after {plan.request_timeout_seconds:g} s"
         self._share = 1.0 / workers
         self._phase = worker_index
         self._target = HttpTarget.parse(plan.target_url)
@@ -87,6 +126,8 @@ class LoadWorker:
         for user in self._users:
             user.on_done = functools.partial(self._finished, user)
         self._free: deque[_VirtualUser] = deque(self._users)
+        # Idle connections lent by users that finished while the budget was spent.
+        self._spare: list[HttpConnection] = []
         self._inflight: set[_VirtualUser] = set()
         self._connecting: set[asyncio.Task[None]] = set()
         self._rate = plan.rate_per_second
@@ -177,6 +218,7 @@ class LoadWorker:
             await self._drain(drain_seconds)
 
     async def _drain(self, drain_seconds: float) -> None:
+        """Give in-flight requests `drain_seconds`; count the rest as cancelled; close all."""
         assert self._loop is not None
         self.stop()
         if self._inflight and drain_seconds > 0:
@@ -185,6 +227,11 @@ class LoadWorker:
                 await asyncio.wait_for(asyncio.shield(self._drained), drain_seconds)
         if self._sweeper is not None:
             self._sweeper.cancel()
+        now = _now()
+        for user in self._inflight:
+            reason = CANCELLED_AT_STOP if user.conn is not None else CANCELLED_CONNECTING
+            self._recorder.failure(now - user.scheduled, reason)
+        self._inflight.clear()
         for task in list(self._connecting):
             task.cancel()
         if self._connecting:
@@ -193,7 +240,9 @@ class LoadWorker:
             if user.conn is not None:
                 user.conn.close()
                 user.conn = None
-        self._inflight.clear()
+        for conn in self._spare:
+            conn.close()
+        self._spare.clear()
         # Let the transports run their connection_lost callbacks and free their sockets.
         await asyncio.sleep(0)
 
@@ -222,17 +271,25 @@ class LoadWorker:
             now = min(now, self._deadline - DEADLINE_TOLERANCE)
         schedule, free = self._schedule, self._free
         if free:
+            dispatch = self._dispatch
             for scheduled in schedule.take_due(now, len(free)):
-                self._dispatch(free.popleft(), scheduled)
+                user = free.popleft()
+                if not dispatch(user, scheduled):
+                    free.append(user)
+                    self._recorder.dropped(1, NO_FREE_SLOT)
         dropped = schedule.drop_through(now)
         if dropped:
-            self._recorder.dropped(dropped)
+            self._recorder.dropped(dropped, EVERY_USER_BUSY)
         self._arm()
 
     def _kick_free_users(self) -> None:
         now = _now()
-        while self._free and self._may_start(now):
-            self._dispatch(self._free.popleft(), now)
+        free = self._free
+        while free and self._may_start(now):
+            user = free.popleft()
+            if not self._dispatch(user, now):
+                free.appendleft(user)  # waits for a slot: the sweep kicks it again
+                return
 
     def _may_start(self, now: float) -> bool:
         return (
@@ -241,34 +298,61 @@ class LoadWorker:
             and (self._deadline is None or now < self._deadline)
         )
 
-    def _dispatch(self, user: _VirtualUser, scheduled: float) -> None:
+    def _dispatch(self, user: _VirtualUser, scheduled: float) -> bool:
+        """Send the user's next request; False if it has no connection and no slot for one."""
+        conn = user.conn
+        if conn is None or conn.closed:
+            conn = self._borrow(user)
+            if conn is None:
+                return self._connect(user, scheduled)
         payload, head = user.pick()
         user.scheduled = scheduled
         self._inflight.add(user)
-        conn = user.conn
-        if conn is not None and not conn.closed:
-            conn.send(payload, head)
-            return
+        conn.send(payload, head)
+        return True
+
+    def _borrow(self, user: _VirtualUser) -> HttpConnection | None:
+        """Hand the user an idle connection another user lent, if one is still open."""
+        spare = self._spare
+        while spare:
+            conn = spare.pop()
+            if not conn.closed:
+                assert user.on_done is not None
+                conn.lend(user.on_done)
+                user.conn = conn
+                return conn
+        user.conn = None
+        return None
+
+    def _connect(self, user: _VirtualUser, scheduled: float) -> bool:
+        if not self._budget.try_acquire():
+            return False
+        payload, head = user.pick()
+        user.scheduled = scheduled
+        self._inflight.add(user)
         assert self._loop is not None
         task = self._loop.create_task(self._connect_and_send(user, payload, head))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
+        return True
 
     async def _connect_and_send(self, user: _VirtualUser, payload: bytes, head: bool) -> None:
         assert user.on_done is not None
         try:
             async with asyncio.timeout(self.plan.request_timeout_seconds):
-                conn = await open_connection(self._target, user.on_done, self._ssl)
+                conn = await open_connection(self._target, user.on_done, self._ssl, self._budget)
         except asyncio.CancelledError:
             raise
-        except (OSError, TimeoutError) as exc:
+        except Exception as exc:
             if user in self._inflight:
                 self._inflight.discard(user)
-                reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                timed_out = isinstance(exc, TimeoutError)
+                reason = self._timeout_reason if timed_out else failure_reason(exc)
                 self._recorder.failure(_now() - user.scheduled, reason)
                 self._release(user, failed=True)
+                self._check_drained()
             return
-        if user not in self._inflight:  # timed out while connecting
+        if user not in self._inflight:  # counted at the stop while connecting
             conn.close()
             return
         user.conn = conn
@@ -288,7 +372,15 @@ class LoadWorker:
             self._recorder.failure(latency, f"HTTP {status}")
         if conn.closed:
             user.conn = None
+        elif self._budget.open >= self._budget.limit:
+            # No socket left to open: the next user without a connection takes this one.
+            user.conn = None
+            self._spare.append(conn)
         self._release(user, failed=status == 0 or status >= 500)
+        if self._drained is not None and not self._inflight and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _check_drained(self) -> None:
         if self._drained is not None and not self._inflight and not self._drained.done():
             self._drained.set_result(None)
 
@@ -308,23 +400,29 @@ class LoadWorker:
     def _user_free(self, user: _VirtualUser) -> None:
         if self.closed_loop:
             now = _now()
-            if self._may_start(now):
-                self._dispatch(user, now)
+            if self._may_start(now) and self._dispatch(user, now):
                 return
         self._free.append(user)
 
     def _sweep(self) -> None:
-        """Fail requests older than the request timeout and close their connections."""
+        """Fail requests older than the request timeout and close their connections.
+
+        A user still connecting is left to its connect's own timeout, so a connection that
+        opens late can never carry a newer request of the same user.
+        """
         assert self._loop is not None
         now = _now()
         limit = self.plan.request_timeout_seconds
-        expired = [u for u in self._inflight if now - u.scheduled > limit]
+        expired = [u for u in self._inflight if u.conn is not None and now - u.scheduled > limit]
         for user in expired:
             self._inflight.discard(user)
-            self._recorder.failure(now - user.scheduled, "timeout")
+            self._recorder.failure(now - user.scheduled, self._timeout_reason)
             conn, user.conn = user.conn, None
             if conn is not None:
                 conn.close()
             self._release(user, failed=True)
+        self._check_drained()
         if not self._stopping:
+            if self.closed_loop and self._free:
+                self._kick_free_users()  # users that waited for a connection slot
             self._sweeper = self._loop.call_later(TIMEOUT_SWEEP_SECONDS, self._sweep)
