@@ -11,7 +11,12 @@ from typing import Any
 
 import aiosmtplib
 
-from campaignd.messaging.channels.base import ChannelSpec, OutgoingMessage, SendResult
+from campaignd.messaging.channels.base import (
+    ChannelSpec,
+    OutgoingMessage,
+    SendResult,
+    header_refusal,
+)
 from campaignd.messaging.channels.retry import backoff_seconds
 
 SPEC = ChannelSpec(
@@ -104,7 +109,20 @@ class SmtpChannel:
         return email
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        email = self._compose(message)
+        refusal = header_refusal(
+            {
+                "subject": message.subject,
+                "address": message.address,
+                "external_id": message.external_id,  # in the Message-ID
+                **message.headers,
+            }
+        )
+        if refusal is not None:
+            return SendResult(ok=False, attempts=0, error=refusal)
+        try:
+            email = self._compose(message)
+        except (ValueError, TypeError) as exc:
+            return SendResult(ok=False, attempts=0, error=f"cannot compose the email: {exc}"[:300])
         attempts = int(self.config["max_attempts"])
         error = "not sent"
         for attempt in range(1, attempts + 1):
