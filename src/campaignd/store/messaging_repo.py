@@ -342,6 +342,13 @@ class MessagingRepository:
         actor: Actor = Actor.OPERATOR,
         **extra: Any,
     ) -> CampaignStatus:
+        """The compare-and-set status change, with the report's times written alongside:
+        started_at on the first move to running (kept across resumes), completed_at on each
+        completion (a resumed campaign keeps its last one until it completes again)."""
+        if requested is CampaignStatus.RUNNING:
+            extra = {"started_at": func.coalesce(M.c.started_at, utcnow()), **extra}
+        elif requested is CampaignStatus.COMPLETED:
+            extra = {"completed_at": utcnow(), **extra}
         async with self.db.transaction() as conn:
             return await status_store.transition(
                 conn, M, CampaignKind.MESSAGE, campaign_id, requested, actor, extra=extra
