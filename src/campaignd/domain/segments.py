@@ -92,8 +92,11 @@ def _value(contact: dict[str, Any], name: str) -> tuple[bool, Any]:
 
 
 def matches(conditions: list[dict[str, Any]], contact: dict[str, Any]) -> bool:
-    """True when the contact meets every condition; a condition that cannot be evaluated
-    (stored before its operands were checked, or an odd attribute value) is not met."""
+    """True when the contact meets every condition; one that cannot be evaluated is not met.
+
+    Never raises: a condition stored before its operands were checked, or an attribute
+    value of an odd type, simply does not match.
+    """
     return all(_met(condition, contact) for condition in conditions)
 
 

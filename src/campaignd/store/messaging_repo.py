@@ -342,9 +342,11 @@ class MessagingRepository:
         actor: Actor = Actor.OPERATOR,
         **extra: Any,
     ) -> CampaignStatus:
-        """The compare-and-set status change, with the report's times written alongside:
-        started_at on the first move to running (kept across resumes), completed_at on each
-        completion (a resumed campaign keeps its last one until it completes again)."""
+        """The compare-and-set status change, with the report's times written alongside.
+
+        started_at on the first move to running (kept across resumes); completed_at on each
+        completion (a resumed campaign shows its last one until it completes again).
+        """
         if requested is CampaignStatus.RUNNING:
             extra = {"started_at": func.coalesce(M.c.started_at, utcnow()), **extra}
         elif requested is CampaignStatus.COMPLETED:

@@ -32,8 +32,7 @@ class OutgoingMessage:
 
 
 def header_refusal(values: dict[str, str | None]) -> str | None:
-    """Why one of these values cannot go into a message header (e.g. "subject contains a
-    line break"), or None. Such a delivery fails with that reason instead of raising."""
+    """Why one of these values cannot go into a header ("subject contains a line break")."""
     for name, value in values.items():
         problem = control_problem(name, value) if value is not None else None
         if problem is not None:

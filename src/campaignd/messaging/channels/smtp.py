@@ -109,7 +109,7 @@ class SmtpChannel:
         return email
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        refusal = header_refusal(
+        unfit = header_refusal(
             {
                 "subject": message.subject,
                 "address": message.address,
@@ -117,8 +117,8 @@ class SmtpChannel:
                 **message.headers,
             }
         )
-        if refusal is not None:
-            return SendResult(ok=False, attempts=0, error=refusal)
+        if unfit is not None:
+            return SendResult(ok=False, attempts=0, error=unfit)
         try:
             email = self._compose(message)
         except (ValueError, TypeError) as exc:
