@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install run test lint bench-messages bench-traffic bench-control-plane clean
+.PHONY: install run test lint bench-messages bench-traffic bench-control-plane bench-hardening clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -47,3 +47,6 @@ bench-messages: $(VENV)/.installed-test
 
 bench-control-plane: $(VENV)/.installed-test
 	$(PY) bench/control_plane.py
+
+bench-hardening: $(VENV)/.installed-test
+	$(PY) bench/hardening.py $(BENCH_ARGS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -32,6 +33,15 @@ def _settings(**overrides: object) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def _raise_open_file_limit(connections: int) -> None:
+    """Room for the connection cap plus the service's own files, within the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, ceiling), hard))
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind."),
@@ -45,6 +55,7 @@ def serve(
     import uvicorn
 
     from campaignd.api.app import create_app
+    from campaignd.api.edge import GuardedHttpProtocol
 
     settings = _settings(database_url=database_url, api_token=api_token, host=host, port=port)
     logs.configure(settings.log_level)
@@ -55,6 +66,7 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
+    _raise_open_file_limit(settings.max_connections)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings),
@@ -62,6 +74,7 @@ def serve(
             port=port,
             log_config=None,
             timeout_graceful_shutdown=10,
+            http=GuardedHttpProtocol.for_settings(settings),
         )
     )
     # uvicorn re-raises the signal it caught once it has shut down; the contract is a clean

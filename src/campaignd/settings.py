@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 DEFAULT_ALLOWED_TARGETS = "127.0.0.0/8,::1/128,localhost"
 
@@ -24,6 +27,11 @@ class Settings(BaseSettings):
     port: int = 8080
     log_level: str = "INFO"
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # The HTTP edge (api/edge.py): seconds a client may take to send a request's headers,
+    # then its whole body; and open connections past which new ones are answered 503.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
     # Seconds a stopping runner waits for in-flight requests before cancelling them.
     drain_seconds: float = Field(default=0.5, ge=0)
     # Worker processes per traffic campaign. 1: in the server's loop; N > 1: N processes;
@@ -31,9 +39,27 @@ class Settings(BaseSettings):
     traffic_workers: int = Field(default=0, ge=0)
     # Resume campaigns that were generating or sending when the process died.
     recover_on_start: bool = True
+    # The one directory log-channel accounts may write in (their `path` is relative to it).
+    # Default: `channel-logs` next to the SQLite database, else in the working directory.
+    log_channel_dir: str | None = None
     # Message sending: concurrent sends per campaign and recipients claimed per batch.
     send_concurrency: int = Field(default=64, ge=1, le=1024)
     claim_batch: int = Field(default=500, ge=1, le=5000)
+
+    def channel_log_dir(self) -> Path:
+        """The log channel's directory, absolute (see log_channel_dir)."""
+        if self.log_channel_dir:
+            return Path(self.log_channel_dir).expanduser().resolve()
+        return (_sqlite_directory(self.database_url) or Path.cwd()) / "channel-logs"
+
+
+def _sqlite_directory(url: str) -> Path | None:
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return None
+    return Path(database).resolve().parent
 
 
 def async_database_url(url: str) -> str:

@@ -80,11 +80,13 @@ def test_message_campaign_edit_stop_resume(
     ui_server: ServiceProcess,
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    log_file = tmp_path / "sent.jsonl"
+    # The log channel writes only in its directory: channel-logs beside the server's database.
+    database = Path(ui_server.database_url.removeprefix("sqlite:///"))
+    log_file = database.parent / "channel-logs" / "ui" / "sent.jsonl"
     _open(page, ui_server, "#/setup", "Profiles, accounts, audiences")
     page.get_by_label("Account name").fill("dry run")
     page.get_by_label("Channel").select_option("log")
-    page.get_by_label("File path").fill(str(log_file))
+    page.get_by_label("File path").fill("ui/sent.jsonl")
     page.get_by_role("button", name="Create account").click()
     page.get_by_text("dry run (log)").wait_for()
     csv_file = tmp_path / "people.csv"

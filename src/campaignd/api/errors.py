@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
 from campaignd.domain.errors import (
     CampaignError,
@@ -61,14 +61,21 @@ def validation_body(exc: RequestValidationError) -> dict[str, Any]:
     }
 
 
+PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def allowed_methods(request: Request) -> list[str]:
-    """Every method any route serves at this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        is_route = isinstance(route, Route) and route.methods
-        if is_route and route.matches(request.scope)[0] is not Match.NONE:
-            methods |= route.methods
-    return sorted(methods)
+    """Every method some route fully serves at this path.
+
+    Asked of the router itself, one method at a time: included routers are nested routes
+    (FastAPI >= 0.165), so reading `route.methods` off the top-level list misses them.
+    """
+    allowed = []
+    for method in PROBED_METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def install(app: FastAPI) -> None:
@@ -89,10 +96,8 @@ def install(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             allowed = allowed_methods(request)
-            message = (
-                f"Method {request.method} is not allowed on {request.url.path}; "
-                f"use {', '.join(allowed)}."
-            )
+            message = f"Method {request.method} is not allowed on {request.url.path}"
+            message += f"; use {', '.join(allowed)}." if allowed else "."
             headers["Allow"] = ", ".join(allowed)
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=headers)
 

@@ -42,19 +42,28 @@ async def _reply(
     await send({"type": "http.response.body", "body": payload})
 
 
+def bearer_token(header: bytes) -> bytes | None:
+    """The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive."""
+    scheme, _, token = header.strip().partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    return token.strip()
+
+
 class TokenAuth:
     """When a token is configured, every non-public route needs `Authorization: Bearer <token>`."""
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.expected = token.encode() if token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.expected is None or scope["type"] != "http" or is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
         given = dict(scope.get("headers") or []).get(b"authorization", b"")
-        if hmac.compare_digest(given, self.expected):
+        token = bearer_token(given)
+        if token is not None and hmac.compare_digest(token, self.expected):
             await self.app(scope, receive, send)
             return
         reason = "missing" if not given else "wrong"
@@ -70,7 +79,12 @@ class TokenAuth:
 
 
 class BodyLimit:
-    """Refuse request bodies over `limit` bytes with 413, whether announced or streamed."""
+    """Refuse request bodies over `limit` bytes with 413, whether announced or streamed.
+
+    A streamed body that grows past the limit is answered here, at once, and the route is
+    told the client went away; whatever the route sends after that is dropped. (Raising
+    into the route instead lets its body parsing turn the failure into a 400.)
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -83,32 +97,37 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         too_big = {"error": f"Request body is larger than {self.limit} bytes.", "limit": self.limit}
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _reply(send, 413, too_big)
+            await _reply(send, 413, too_big, [(b"connection", b"close")])
             return
         seen = 0
         started = False
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge
+                    refused = True
+                    if not started:
+                        await _reply(send, 413, too_big, [(b"connection", b"close")])
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _reply(send, 413, too_big)
-
-
-class _TooLarge(Exception):
-    pass
+        except Exception:
+            if not refused:
+                raise
+            # The route failed on the body it was refused; the 413 is already sent.

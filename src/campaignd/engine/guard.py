@@ -35,12 +35,23 @@ class TargetGuard:
     async def check(self, url: str, field: str = "target_url") -> str:
         """Return the normalized URL, or raise RuleViolation naming the field."""
         target = parse_target_url(url, field)
-        if self.allowlist.allows_name(target.host):
-            return target.base
-        addresses = await self.resolve(target.host, target.port)
+        await self._check(url, target.host, target.port, field)
+        return target.base
+
+    async def check_host(self, host: str, port: int, field: str = "config.host") -> None:
+        """Raise RuleViolation naming the field unless `host` (a name or an IP) is allowed."""
+        host = host.strip().strip("[]")
+        if not host:
+            raise RuleViolation(f"Field '{field}' has no host.", field=field)
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        await self._check(shown, host, port, field)
+
+    async def _check(self, shown: str, host: str, port: int, field: str) -> None:
+        if self.allowlist.allows_name(host):
+            return
+        addresses = await self.resolve(host, port)
         if not addresses:
             raise RuleViolation(
-                f"The host of '{url}' could not be resolved.", field=field, host=target.host
+                f"The host of '{shown}' could not be resolved.", field=field, host=host
             )
-        check_resolved(self.allowlist, url, target.host, addresses, field)
-        return target.base
+        check_resolved(self.allowlist, shown, host, addresses, field)

@@ -94,6 +94,8 @@ class MessageSupervisor:
             account["channel"],
             config,
             url_guard=lambda url: self.guard.check(url, field="config.url"),
+            host_guard=lambda host, port: self.guard.check_host(host, port),
+            log_dir=self.settings.channel_log_dir(),
         )
         account_pacer = self._account_pacers.setdefault(
             account["id"], Pacer(account.get("rate_per_minute"))

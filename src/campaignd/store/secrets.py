@@ -34,7 +34,9 @@ class SecretBox:
         return base64.urlsafe_b64encode(digest[:18]).decode()
 
     def verify(self, text: str, signature: str) -> bool:
-        return hmac.compare_digest(self.sign(text), signature)
+        # Bytes: compare_digest refuses str with non-ASCII characters (a link is user input).
+        given = signature.encode("utf-8", errors="replace")
+        return hmac.compare_digest(self.sign(text).encode(), given)
 
     def seal(self, secrets: dict[str, Any]) -> str | None:
         if not secrets:

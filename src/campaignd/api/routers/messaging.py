@@ -36,6 +36,7 @@ from campaignd.domain.errors import InvalidInput
 from campaignd.domain.statuses import CampaignStatus
 from campaignd.domain.text import require_storable
 from campaignd.messaging.channels import redact, secret_fields, validate_account_config
+from campaignd.messaging.channels.log import confine as confine_log_path
 from campaignd.services import Services
 
 router = APIRouter(prefix="/api", tags=["messages"], responses=ERROR_RESPONSES)
@@ -50,8 +51,13 @@ def _account_view(svc: Services, row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _split_config(svc: Services, channel: str, config: dict[str, Any]) -> dict[str, Any]:
-    if "url" in config:
-        config["url"] = await svc.guard.check(str(config["url"]), field="config.url")
+    for name in ("url", "api_base_url"):  # every destination meets the target allowlist
+        if name in config:
+            config[name] = await svc.guard.check(str(config[name]), field=f"config.{name}")
+    if channel == "smtp":
+        await svc.guard.check_host(str(config["host"]), int(config["port"]), field="config.host")
+    if channel == "log":
+        confine_log_path(str(config["path"]), svc.settings.channel_log_dir())
     hidden = secret_fields(channel)
     secrets = {k: v for k, v in config.items() if k in hidden and v not in (None, "")}
     return {

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from campaignd.domain.errors import InvalidInput
 from campaignd.messaging.channels import log, smtp, telegram, webhook
-from campaignd.messaging.channels.base import Channel, ChannelSpec, UrlGuard
+from campaignd.messaging.channels.base import Channel, ChannelSpec, HostGuard, UrlGuard
 
 CHANNEL_SPECS: dict[str, ChannelSpec] = {
     spec.kind: spec for spec in (webhook.SPEC, log.SPEC, smtp.SPEC, telegram.SPEC)
@@ -92,13 +93,18 @@ def build_channel(
     config: dict[str, Any],
     *,
     url_guard: UrlGuard | None = None,
+    host_guard: HostGuard | None = None,
+    log_dir: Path | None = None,
 ) -> Channel:
+    """A channel for one account; the guards check its destination before the first send."""
     if kind == "webhook":
         return webhook.WebhookChannel(config, url_guard)
     if kind == "log":
-        return log.LogChannel(config)
+        if log_dir is None:
+            raise ValueError("a log channel needs its directory (Settings.channel_log_dir)")
+        return log.LogChannel(config, log_dir)
     if kind == "smtp":
-        return smtp.SmtpChannel(config)
+        return smtp.SmtpChannel(config, host_guard)
     if kind == "telegram":
         return telegram.TelegramChannel(config, url_guard)
     raise InvalidInput(f"Unknown channel '{kind}'.", field="channel")

@@ -11,6 +11,8 @@ from campaignd.domain.text import control_problem
 
 # Raises RuleViolation when a URL may not be used (the target allowlist, resolved).
 UrlGuard = Callable[[str], Awaitable[object]]
+# The same for a host and port (SMTP).
+HostGuard = Callable[[str, int], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,20 +72,27 @@ class ChannelSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
-class CheckedUrl:
-    """A channel's URL checked against the allowlist before its first send, then trusted."""
+class CheckedTarget:
+    """A channel's destination checked against the allowlist before its first send, then trusted."""
 
-    def __init__(self, url: str, guard: UrlGuard | None) -> None:
-        self.url = url
-        self._guard = guard
+    def __init__(self, check: Callable[[], Awaitable[object]] | None) -> None:
+        self._check = check
         self._passed = False
 
+    @classmethod
+    def url(cls, url: str, guard: UrlGuard | None) -> CheckedTarget:
+        return cls(None if guard is None else lambda: guard(url))
+
+    @classmethod
+    def host(cls, host: str, port: int, guard: HostGuard | None) -> CheckedTarget:
+        return cls(None if guard is None else lambda: guard(host, port))
+
     async def refusal(self) -> str | None:
-        """None when the URL may be used; otherwise why not."""
-        if self._passed or self._guard is None:
+        """None when the destination may be used; otherwise why not."""
+        if self._passed or self._check is None:
             return None
         try:
-            await self._guard(self.url)
+            await self._check()
         except RuleViolation as exc:
             return exc.message
         self._passed = True

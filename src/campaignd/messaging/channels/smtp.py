@@ -13,6 +13,8 @@ import aiosmtplib
 
 from campaignd.messaging.channels.base import (
     ChannelSpec,
+    CheckedTarget,
+    HostGuard,
     OutgoingMessage,
     SendResult,
     header_refusal,
@@ -60,9 +62,12 @@ def check_ca_cert(pem: str) -> None:
 class SmtpChannel:
     """Keeps one connection open across messages; reconnects when the server drops it."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], host_guard: HostGuard | None = None) -> None:
         self.config = {**SPEC.defaults, **config}
         self._retry_base = float(self.config["retry_base_seconds"])
+        self._checked_host = CheckedTarget.host(
+            str(self.config["host"]), int(self.config["port"]), host_guard
+        )
         self._client: aiosmtplib.SMTP | None = None
         self._lock = asyncio.Lock()
         self.connections_opened = 0
@@ -109,6 +114,9 @@ class SmtpChannel:
         return email
 
     async def send(self, message: OutgoingMessage) -> SendResult:
+        refusal = await self._checked_host.refusal()
+        if refusal is not None:
+            return SendResult(ok=False, attempts=0, error=refusal)
         unfit = header_refusal(
             {
                 "subject": message.subject,

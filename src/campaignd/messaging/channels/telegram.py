@@ -12,7 +12,7 @@ import aiohttp
 
 from campaignd.messaging.channels.base import (
     ChannelSpec,
-    CheckedUrl,
+    CheckedTarget,
     OutgoingMessage,
     SendResult,
     UrlGuard,
@@ -43,7 +43,7 @@ class TelegramChannel:
         self._retry_base = float(self.config["retry_base_seconds"])
         self._base = str(self.config["api_base_url"]).rstrip("/")
         self._url = f"{self._base}/bot{self.config['bot_token']}/sendMessage"
-        self._checked_base = CheckedUrl(self._base, url_guard)
+        self._checked_base = CheckedTarget.url(self._base, url_guard)
         self._session: aiohttp.ClientSession | None = None
         self._bot_slot = 0.0
         self._chat_next: OrderedDict[str, float] = OrderedDict()

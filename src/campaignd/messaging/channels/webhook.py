@@ -10,7 +10,7 @@ import aiohttp
 
 from campaignd.messaging.channels.base import (
     ChannelSpec,
-    CheckedUrl,
+    CheckedTarget,
     OutgoingMessage,
     SendResult,
     UrlGuard,
@@ -35,7 +35,7 @@ class WebhookChannel:
         self.timeout = float(config["timeout_seconds"])
         self.max_attempts = int(config["max_attempts"])
         self.retry_base = float(config["retry_base_seconds"])
-        self._checked_url = CheckedUrl(self.url, url_guard)
+        self._checked_url = CheckedTarget.url(self.url, url_guard)
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
