@@ -27,27 +27,47 @@ def control_problem(name: str, value: str) -> str | None:
 
 
 def unstorable_problem(value: Any, max_depth: int = MAX_DEPTH) -> str | None:
-    """Why a JSON-like value cannot be stored (NUL, lone surrogate, NaN, too deep), or None.
+    """Why a JSON-like value cannot be stored (NUL, lone surrogate, NaN, too deep), or None."""
+    found = find_unstorable(value, max_depth)
+    return found[0] if found else None
+
+
+def find_unstorable(
+    value: Any, max_depth: int = MAX_DEPTH
+) -> tuple[str, tuple[str | int, ...]] | None:
+    """The first problem unstorable_problem names, with where it is (keys and indexes).
 
     Walks strings, dict keys and values, and list items without recursion, so a deeply
     nested value is refused rather than overflowing the stack.
     """
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
     while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            found = UNSTORABLE.search(item)
-            if found:
-                if found.group() == "\x00":
-                    return "contains a NUL character (\\u0000)"
-                return "contains a lone surrogate (not valid Unicode)"
-        elif isinstance(item, float) and not math.isfinite(item):
-            return "contains a number JSON cannot hold (NaN or Infinity)"
-        elif isinstance(item, (dict, list)):
-            if depth >= max_depth:
-                return f"nests deeper than {max_depth} levels"
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+        item, where = stack.pop()
+        problem = _problem(item)
+        if problem is not None:
+            return problem, where
+        if isinstance(item, (dict, list)):
+            if len(where) >= max_depth:
+                return f"nests deeper than {max_depth} levels", where
+            if isinstance(item, dict):
+                for key, child in reversed(item.items()):
+                    stack.append((child, (*where, str(key))))
+                    stack.append((key, where))  # a key is checked where its dict is
+            else:
+                stack.extend((child, (*where, i)) for i, child in reversed(list(enumerate(item))))
+    return None
+
+
+def _problem(item: Any) -> str | None:
+    if isinstance(item, str):
+        found = UNSTORABLE.search(item)
+        if found is None:
+            return None
+        if found.group() == "\x00":
+            return "contains a NUL character (\\u0000)"
+        return "contains a lone surrogate (not valid Unicode)"
+    if isinstance(item, float) and not math.isfinite(item):
+        return "contains a number JSON cannot hold (NaN or Infinity)"
     return None
 
 

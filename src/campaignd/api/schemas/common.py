@@ -8,7 +8,7 @@ from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from campaignd.domain.text import unstorable_problem
+from campaignd.domain.text import find_unstorable
 
 # Ids stay within what JSON numbers carry exactly (2**53) and what both databases store.
 MAX_ID = 2**53
@@ -26,9 +26,13 @@ class RequestBody(BaseModel):
     @field_validator("*", mode="before", check_fields=False)
     @classmethod
     def _storable(cls, value: Any) -> Any:
-        problem = unstorable_problem(value)
-        if problem is not None:
-            raise PydanticCustomError("unstorable_text", problem)
+        found = find_unstorable(value)
+        if found is not None:
+            problem, where = found
+            # `where` names the spot inside a nested value; the error body adds it to the field.
+            raise PydanticCustomError(
+                "unstorable_text", problem, {"where": ".".join(map(str, where))}
+            )
         return value
 
 
