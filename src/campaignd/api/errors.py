@@ -43,10 +43,17 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _error_field(error: Any) -> str:
+    field = _field_path(tuple(error.get("loc", ())))
+    # A check over a free-form value (RequestBody) says where inside it the problem lies.
+    where = (error.get("ctx") or {}).get("where")
+    return f"{field}.{where}" if where else field
+
+
 def validation_body(exc: RequestValidationError) -> dict[str, Any]:
     details = [
         {
-            "field": _field_path(tuple(e.get("loc", ()))),
+            "field": _error_field(e),
             "message": e.get("msg", ""),
             "type": e.get("type"),
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from campaignd.domain.errors import InvalidInput
@@ -27,31 +28,85 @@ def validate(segment: Any, field: str = "segment") -> list[dict[str, Any]]:
             raise InvalidInput(
                 f"Field '{where}' needs exactly one of {', '.join(OPERATORS)}.", field=where
             )
-        op = ops[0]
-        value = condition[op]
-        if op in ("in", "tags") and not isinstance(value, list):
-            raise InvalidInput(f"Field '{where}.{op}' must be a list.", field=where)
-        if op == "range" and not (
-            isinstance(value, dict) and set(value) <= {"min", "max"} and value
-        ):
-            raise InvalidInput(f'Field \'{where}.range\' must be {{"min"?, "max"?}}.', field=where)
-        if op == "exists" and not isinstance(value, bool):
-            raise InvalidInput(f"Field '{where}.exists' must be true or false.", field=where)
+        _check_operand(ops[0], condition[ops[0]], f"{where}.{ops[0]}")
     return list(conditions)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _check_operand(op: str, value: Any, where: str) -> None:
+    if op in ("in", "tags"):
+        if not isinstance(value, list) or not all(_is_scalar(v) for v in value):
+            raise InvalidInput(
+                f"Field '{where}' must be a list of strings, numbers or booleans.", field=where
+            )
+    elif op in ("equals", "not_equals"):
+        if value is not None and not _is_scalar(value):
+            raise InvalidInput(
+                f"Field '{where}' must be a string, a number, a boolean or null.", field=where
+            )
+    elif op == "range":
+        if not (isinstance(value, dict) and value and set(value) <= {"min", "max"}):
+            raise InvalidInput(f'Field \'{where}\' must be {{"min"?, "max"?}}.', field=where)
+        for bound, number in value.items():
+            if number is not None and not _is_number(number):
+                raise InvalidInput(
+                    f"Field '{where}.{bound}' must be a finite number.", field=f"{where}.{bound}"
+                )
+    elif not isinstance(value, bool):
+        raise InvalidInput(f"Field '{where}' must be true or false.", field=where)
+
+
+def stored_problem(segment: Any) -> str | None:
+    """Why a segment read from the database cannot be used (it predates a check), or None."""
+    try:
+        validate(segment)
+    except InvalidInput as exc:
+        return (
+            f"The stored segment cannot be used: {exc.message} "
+            "Delete the campaign and create it again."
+        )
+    return None
 
 
 def _value(contact: dict[str, Any], name: str) -> tuple[bool, Any]:
     if name in ("external_id", "address"):
-        return True, contact[name]
-    attributes = contact.get("attributes") or {}
+        return (name in contact), contact.get(name)
+    attributes = contact.get("attributes")
+    if not isinstance(attributes, dict):
+        return False, None
     return (name in attributes), attributes.get(name)
 
 
 def matches(conditions: list[dict[str, Any]], contact: dict[str, Any]) -> bool:
-    """True when the contact meets every condition."""
-    return all(
-        _holds(condition, *_value(contact, condition["attribute"])) for condition in conditions
-    )
+    """True when the contact meets every condition; one that cannot be evaluated is not met.
+
+    Never raises: a condition stored before its operands were checked, or an attribute
+    value of an odd type, simply does not match.
+    """
+    return all(_met(condition, contact) for condition in conditions)
+
+
+def _met(condition: Any, contact: dict[str, Any]) -> bool:
+    if not isinstance(condition, dict) or not isinstance(condition.get("attribute"), str):
+        return False
+    try:
+        return _holds(condition, *_value(contact, condition["attribute"]))
+    except (TypeError, ValueError, OverflowError, RecursionError, KeyError, AttributeError):
+        return False
 
 
 def _holds(condition: dict[str, Any], present: bool, value: Any) -> bool:
@@ -68,13 +123,15 @@ def _holds(condition: dict[str, Any], present: bool, value: Any) -> bool:
     if "tags" in condition:
         tags = value if isinstance(value, list) else str(value).split(",")
         return set(condition["tags"]) <= {str(t).strip() for t in tags}
-    return _in_range(value, condition["range"])
+    if "range" in condition:
+        return _in_range(value, condition["range"])
+    return False
 
 
 def _in_range(value: Any, bounds: dict[str, Any]) -> bool:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
     low, high = bounds.get("min"), bounds.get("max")
     return (low is None or number >= float(low)) and (high is None or number <= float(high))

@@ -110,7 +110,7 @@ class MessageSupervisor:
             account_pacer=account_pacer,
             concurrency=self.settings.send_concurrency,
             claim_batch=self.settings.claim_batch,
-            segment=segments.validate(campaign.get("segment")),
+            segment=campaign.get("segment"),
             on_exit=self._on_exit,
             unsubscribe_url=self.unsubscribe_url if self.box is not None else None,
             ledger=self._ledger,
@@ -173,21 +173,27 @@ class MessageSupervisor:
         await self.repo.delete_campaign(campaign_id)
 
     async def describe(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Campaign rows with their ledger counts and recipient totals."""
+        """Campaign rows with their ledger counts and recipient totals.
+
+        A row whose stored segment cannot be used (written before its operands were checked)
+        is shown, with the problem as its last_error and no recipients, never an error.
+        """
         counts = await self.repo.counts([r["id"] for r in rows])
         views = []
         for row in rows:
             c = counts[row["id"]]
-            views.append(
-                {
-                    **{k: v for k, v in row.items() if k not in ("session", "recipient_limit")},
-                    "limit": row["recipient_limit"],
-                    "sent_count": c[SENT],
-                    "failed_count": c[FAILED],
-                    "sending_count": c[SENDING],
-                    "total_recipients": min(row["recipient_limit"], await self._reachable(row, c)),
-                }
-            )
+            view = {
+                **{k: v for k, v in row.items() if k not in ("session", "recipient_limit")},
+                "limit": row["recipient_limit"],
+                "sent_count": c[SENT],
+                "failed_count": c[FAILED],
+                "sending_count": c[SENDING],
+                "total_recipients": min(row["recipient_limit"], await self._reachable(row, c)),
+            }
+            problem = segments.stored_problem(row.get("segment"))
+            if problem is not None and not row.get("last_error"):
+                view["last_error"] = problem
+            views.append(view)
         return views
 
     async def _reachable(self, row: dict[str, Any], counts: dict[str, int]) -> int:
@@ -213,7 +219,9 @@ class MessageSupervisor:
         self._reachable_cache.clear()
 
     async def _count_eligible(self, row: dict[str, Any]) -> int:
-        """Contacts not yet handled, not suppressed and in the segment."""
+        """Contacts not yet handled, not suppressed and in the segment (none if it is unusable)."""
+        if segments.stored_problem(row.get("segment")) is not None:
+            return 0
         conditions = segments.validate(row.get("segment"))
         if not conditions:
             return await self.repo.count_eligible(row["id"], row["audience_id"])

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from campaignd.domain import ab_test, templates, variants, windows
-from campaignd.domain.errors import CampaignError
+from campaignd.domain import ab_test, segments, templates, variants, windows
+from campaignd.domain.errors import CampaignError, RuleViolation
 from campaignd.domain.pacing import Pacer
-from campaignd.domain.segments import matches
 from campaignd.domain.statuses import Actor, CampaignStatus
 from campaignd.logs import log_event
 from campaignd.messaging.channels.base import Channel, OutgoingMessage
@@ -60,7 +59,7 @@ class MessageRunner:
         account_pacer: Pacer,
         concurrency: int,
         claim_batch: int,
-        segment: list[dict[str, Any]],
+        segment: Any,
         on_exit: Callable[[MessageRunner], None],
         unsubscribe_url: Callable[[int, int], str] | None = None,
         ledger: LedgerWriter | None = None,
@@ -75,7 +74,8 @@ class MessageRunner:
         self.account_pacer = account_pacer
         self.concurrency = concurrency
         self.claim_batch = claim_batch
-        self.segment = segment
+        self._stored_segment = segment
+        self.segment: list[dict[str, Any]] = []
         self.outcome: CampaignStatus | None = None
         self.sent = 0
         self.failed = 0
@@ -148,6 +148,7 @@ class MessageRunner:
         recorder = asyncio.create_task(self._record_loop())
         error: BaseException | None = None
         try:
+            self.segment = _usable_segment(self._stored_segment)
             await self._requeue_in_doubt()
             await self._produce()
         except Exception as exc:
@@ -308,7 +309,9 @@ class MessageRunner:
             if not rows:
                 return None
             cursor = rows[-1]["id"]
-            chosen = [r for r in rows if matches(self.segment, r)] if self.segment else rows
+            chosen = rows
+            if self.segment:
+                chosen = [r for r in rows if segments.matches(self.segment, r)]
             if self.testing:
                 assert self.ab_test is not None
                 share = float(self.ab_test["sample_percent"])
@@ -340,21 +343,30 @@ class MessageRunner:
             recipient = await self._queue.get()
             if recipient is None:
                 return
-            # One worker at a time waits for the next slot, so slots are taken just in time
-            # and a rate or limit edit applies to the very next message.
-            async with self._pace_lock:
-                if not self._may_send():
-                    self._release(recipient)
-                    continue
-                await self._pace()
-                if not self._may_send():
-                    self._release(recipient)
-                    continue
-                self._in_send += 1
             try:
-                await self._send(recipient)
-            finally:
-                self._in_send -= 1
+                outcome = await self._deliver(recipient)
+            except Exception as exc:  # one recipient's bad data must never cost a worker
+                outcome = self._unexpected(recipient, exc)
+            if outcome is not None:
+                self._settle(outcome)
+
+    async def _deliver(self, recipient: Recipient) -> DeliveryOutcome | None:
+        """Wait for a send slot and send; None when the recipient was released instead."""
+        # One worker at a time waits for the next slot, so slots are taken just in time
+        # and a rate or limit edit applies to the very next message.
+        async with self._pace_lock:
+            if not self._may_send():
+                self._release(recipient)
+                return None
+            await self._pace()
+            if not self._may_send():
+                self._release(recipient)
+                return None
+            self._in_send += 1
+        try:
+            return await self._send(recipient)
+        finally:
+            self._in_send -= 1
 
     def _may_send(self) -> bool:
         return not self._stop.is_set() and self.sent + self._in_send < self.limit
@@ -372,7 +384,7 @@ class MessageRunner:
             if wait > 0:
                 await self._wait(wait)
 
-    async def _send(self, recipient: Recipient) -> None:
+    async def _send(self, recipient: Recipient) -> DeliveryOutcome:
         contact = recipient.contact
         headers: dict[str, str] = {}
         if self._unsubscribe_url is not None:
@@ -387,8 +399,7 @@ class MessageRunner:
             text = templates.render(self._template_for(recipient.variant), contact)
             subject = templates.render(self.subject, contact) if self.subject else None
         except Exception as exc:
-            self._settle(DeliveryOutcome(contact["id"], False, 0, f"template: {exc}"))
-            return
+            return DeliveryOutcome(contact["id"], False, 0, f"template: {exc}")
         result = await self.channel.send(
             OutgoingMessage(
                 campaign_id=self.campaign_id,
@@ -406,7 +417,20 @@ class MessageRunner:
             now = asyncio.get_running_loop().time()
             self.account_pacer.hold(now, result.throttled_seconds)
             self.campaign_pacer.hold(now, result.throttled_seconds)
-        self._settle(DeliveryOutcome(contact["id"], result.ok, result.attempts, result.error))
+        return DeliveryOutcome(contact["id"], result.ok, result.attempts, result.error)
+
+    def _unexpected(self, recipient: Recipient, exc: Exception) -> DeliveryOutcome:
+        """A send that raised instead of answering: a failed delivery saying why."""
+        log_event(
+            "messages.send_error",
+            level=logging.WARNING,
+            campaign_id=self.campaign_id,
+            runner_id=self.runner_id,
+            contact_id=recipient.contact["id"],
+            error=f"{type(exc).__name__}: {exc}"[:300],
+        )
+        reason = f"send error: {type(exc).__name__}: {exc}"[:300]
+        return DeliveryOutcome(recipient.contact["id"], False, 0, reason)
 
     def _settle(self, outcome: DeliveryOutcome) -> None:
         self._outstanding -= 1
@@ -513,6 +537,14 @@ class MessageRunner:
                 failed=self.failed,
             )
             self._on_exit(self)
+
+
+def _usable_segment(stored: Any) -> list[dict[str, Any]]:
+    """The stored segment's conditions; RuleViolation (the campaign fails) if unusable."""
+    problem = segments.stored_problem(stored)
+    if problem is not None:
+        raise RuleViolation(problem)
+    return segments.validate(stored)
 
 
 def _parse_time(value: datetime | str | None) -> datetime | None:

@@ -199,14 +199,20 @@ class MessagingRepository:
         return {**to_dict(row), "contact_count": count}  # type: ignore[dict-item]
 
     async def add_contacts(self, audience_id: int, rows: list[dict[str, Any]]) -> int:
-        """Insert contacts, skipping external ids already in the audience; return how many."""
+        """Insert contacts, skipping external ids already in the audience; return how many.
+
+        One transaction for all of them: an error part-way stores none.
+        """
         if not rows:
             return 0
         now = utcnow()
         values = [{**r, "audience_id": audience_id, "created_at": now} for r in rows]
         statement = self._insert_ignore(C).on_conflict_do_nothing().returning(C.c.id)
+        inserted = 0
         async with self.db.transaction() as conn:
-            return len((await conn.execute(statement, values)).scalars().all())
+            for chunk in _chunks(values, ROWS_PER_STATEMENT):
+                inserted += len((await conn.execute(statement, chunk)).scalars().all())
+        return inserted
 
     async def refresh_planner_stats(self) -> None:
         """Before a campaign sends, let PostgreSQL's planner see freshly imported rows.
@@ -336,6 +342,15 @@ class MessagingRepository:
         actor: Actor = Actor.OPERATOR,
         **extra: Any,
     ) -> CampaignStatus:
+        """The compare-and-set status change, with the report's times written alongside.
+
+        started_at on the first move to running (kept across resumes); completed_at on each
+        completion (a resumed campaign shows its last one until it completes again).
+        """
+        if requested is CampaignStatus.RUNNING:
+            extra = {"started_at": func.coalesce(M.c.started_at, utcnow()), **extra}
+        elif requested is CampaignStatus.COMPLETED:
+            extra = {"completed_at": utcnow(), **extra}
         async with self.db.transaction() as conn:
             return await status_store.transition(
                 conn, M, CampaignKind.MESSAGE, campaign_id, requested, actor, extra=extra

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -30,16 +31,15 @@ from campaignd.api.schemas.messaging import (
     Suppression,
     SuppressionCreate,
 )
-from campaignd.domain import ab_test, segments, templates, windows
-from campaignd.domain.contacts import ImportReport, clean_row, csv_rows
+from campaignd.domain import ab_test, contacts, segments, templates, windows
 from campaignd.domain.errors import InvalidInput
 from campaignd.domain.statuses import CampaignStatus
+from campaignd.domain.text import require_storable
 from campaignd.messaging.channels import redact, secret_fields, validate_account_config
 from campaignd.messaging.channels.log import confine as confine_log_path
 from campaignd.services import Services
 
 router = APIRouter(prefix="/api", tags=["messages"], responses=ERROR_RESPONSES)
-IMPORT_BATCH = 1000
 
 
 # accounts -----------------------------------------------------------------------------
@@ -138,38 +138,16 @@ async def get_audience(audience_id: IdPath, svc: Services = Depends(services)) -
     return await svc.messaging.get_audience(audience_id)
 
 
-async def _import(svc: Services, audience_id: int, rows: Any) -> dict[str, Any]:
-    report = ImportReport()
-    batch: list[dict[str, Any]] = []
-    seen: set[str] = set()
-
-    async def flush() -> None:
-        inserted = await svc.messaging.add_contacts(audience_id, batch)
-        svc.message_supervisor.forget_reachable()
-        report.imported += inserted
-        report.duplicates += len(batch) - inserted
-        batch.clear()
-
-    for index, row, problem in rows:
-        if problem is not None or row is None:
-            report.reject(index, problem or "unreadable row")
-            continue
-        contact, reason = clean_row(row)
-        if contact is None:
-            given = row.get("external_id") if isinstance(row, dict) else None
-            report.reject(index, reason or "invalid", given)
-            continue
-        if contact["external_id"] in seen:
-            report.duplicates += 1
-            continue
-        seen.add(contact["external_id"])
-        batch.append(contact)
-        if len(batch) >= IMPORT_BATCH:
-            await flush()
-    await flush()
+async def _import(
+    svc: Services, audience_id: int, rows: Iterable[tuple[int, Any, str | None]]
+) -> dict[str, Any]:
+    """Screen every row first, then store the good ones in one transaction (all or nothing)."""
+    kept, report = contacts.screen(rows)
+    inserted = await svc.messaging.add_contacts(audience_id, kept)
+    svc.message_supervisor.forget_reachable()
     return {
-        "imported": report.imported,
-        "duplicates": report.duplicates,
+        "imported": inserted,
+        "duplicates": report.duplicates + len(kept) - inserted,
         "rejected": report.rejected,
     }
 
@@ -178,6 +156,13 @@ async def _import(svc: Services, audience_id: int, rows: Any) -> dict[str, Any]:
     "/audiences/{audience_id}/contacts",
     response_model=ImportResult,
     summary="Import contacts (JSON or text/csv)",
+    description=(
+        f"At most {contacts.MAX_CONTACTS:,} contacts per request, as JSON or as CSV data "
+        "rows (422 beyond). Rows that cannot be stored (missing or over-long external_id or "
+        "address, control characters in them, a NUL character anywhere) are listed in "
+        "`rejected` and skipped; the others are stored in one transaction, so a request "
+        "stores all of its good rows or none."
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -199,20 +184,30 @@ async def import_contacts(
     except UnicodeDecodeError:
         raise InvalidInput("The body is not UTF-8 text.", field="body") from None
     if content_type in ("text/csv", "application/csv", "text/plain"):
-        return await _import(svc, audience_id, csv_rows(text))
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"The body is not valid JSON: {exc.msg} at line {exc.lineno}.", field="body"
-        ) from None
-    contacts = body.get("contacts") if isinstance(body, dict) else None
-    if not isinstance(contacts, list):
+        return await _import(svc, audience_id, contacts.csv_rows(text))
+    body = _parse_json(text)
+    rows = body.get("contacts") if isinstance(body, dict) else None
+    if not isinstance(rows, list):
         raise InvalidInput(
             'Send {"contacts": [...]} as JSON, or a CSV body with Content-Type text/csv.',
             field="contacts",
         )
-    return await _import(svc, audience_id, ((i, row, None) for i, row in enumerate(contacts)))
+    if len(rows) > contacts.MAX_CONTACTS:
+        raise contacts.too_many()
+    return await _import(svc, audience_id, ((i, row, None) for i, row in enumerate(rows)))
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno}.", field="body"
+        ) from None
+    except RecursionError:
+        raise InvalidInput("The body's JSON nests too deeply to be read.", field="body") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise InvalidInput(f"The body's JSON cannot be read: {exc}.", field="body") from None
 
 
 @router.get(
@@ -246,12 +241,12 @@ async def list_suppressions(
     limit: int = Query(default=100, ge=1, le=1000),
     svc: Services = Depends(services),
 ) -> list[dict[str, Any]]:
-    return await svc.messaging.list_suppressions(after, limit)
+    return await svc.messaging.list_suppressions(require_storable(after, "after"), limit)
 
 
 @router.delete("/suppressions/{address}", status_code=204, summary="Lift a suppression")
 async def unsuppress(address: str, svc: Services = Depends(services)) -> Response:
-    await svc.messaging.unsuppress(address)
+    await svc.messaging.unsuppress(require_storable(address, "address"))
     svc.message_supervisor.forget_reachable()
     return Response(status_code=204)
 

@@ -5,12 +5,35 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from campaignd.domain.text import find_unstorable
 
 # Ids stay within what JSON numbers carry exactly (2**53) and what both databases store.
 MAX_ID = 2**53
 IdField = Annotated[int, Field(ge=1, le=MAX_ID)]
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+class RequestBody(BaseModel):
+    """Base of every request body: no field, however nested, holds text no database stores.
+
+    PostgreSQL refuses NUL in text and neither database takes a lone surrogate; refused here,
+    such a value is a 422 naming its field instead of a 500 from the driver.
+    """
+
+    @field_validator("*", mode="before", check_fields=False)
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        found = find_unstorable(value)
+        if found is not None:
+            problem, where = found
+            # `where` names the spot inside a nested value; the error body adds it to the field.
+            raise PydanticCustomError(
+                "unstorable_text", problem, {"where": ".".join(map(str, where))}
+            )
+        return value
 
 
 class ErrorBody(BaseModel):
@@ -20,7 +43,7 @@ class ErrorBody(BaseModel):
     error: str = Field(description="A human sentence saying what went wrong.")
 
 
-class StatusChange(BaseModel):
+class StatusChange(RequestBody):
     status: str = Field(description="The status to move to.", examples=["running"])
 
 

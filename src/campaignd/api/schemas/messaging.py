@@ -7,21 +7,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from campaignd.api.schemas.common import IdField
+from campaignd.api.schemas.common import IdField, RequestBody
+from campaignd.domain.contacts import MAX_CONTACTS
 
 Channel = Literal["webhook", "smtp", "telegram", "log"]
 Name = Field(min_length=1, max_length=200)
 RATE = Field(default=None, gt=0, le=6_000_000, description="Messages per minute at most.")
 
 
-class AccountCreate(BaseModel):
+class AccountCreate(RequestBody):
     name: str = Name
     channel: Channel
     config: dict[str, Any] = Field(description="Channel settings; secret fields are write-only.")
     rate_per_minute: float | None = RATE
 
 
-class AccountPatch(BaseModel):
+class AccountPatch(RequestBody):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     config: dict[str, Any] | None = Field(default=None, description="Fields to change.")
     rate_per_minute: float | None = RATE
@@ -37,7 +38,7 @@ class Account(BaseModel):
     updated_at: str
 
 
-class AudienceCreate(BaseModel):
+class AudienceCreate(RequestBody):
     name: str = Name
 
 
@@ -48,11 +49,11 @@ class Audience(BaseModel):
     contact_count: int
 
 
-class ContactsImport(BaseModel):
+class ContactsImport(RequestBody):
     contacts: list[Any] = Field(
-        max_length=100_000,
+        max_length=MAX_CONTACTS,
         description="Objects with external_id, address and optional attributes; bad rows are "
-        "reported, good rows kept.",
+        f"reported, good rows kept. At most {MAX_CONTACTS:,}.",
     )
 
 
@@ -75,7 +76,7 @@ class Contact(BaseModel):
     attributes: dict[str, Any]
 
 
-class SuppressionCreate(BaseModel):
+class SuppressionCreate(RequestBody):
     address: str = Field(min_length=1, max_length=500)
     reason: str | None = Field(default=None, max_length=200)
 
@@ -86,13 +87,13 @@ class Suppression(BaseModel):
     created_at: str
 
 
-class Variant(BaseModel):
+class Variant(RequestBody):
     name: str = Field(min_length=1, max_length=100)
     message: str | None = Field(default=None, min_length=1, max_length=100_000)
     weight: float = Field(default=1.0, gt=0, le=1_000_000)
 
 
-class ABTest(BaseModel):
+class ABTest(RequestBody):
     sample_percent: float = Field(
         gt=0, lt=100, description="Share of the audience (in %) that tests the variants."
     )
@@ -107,7 +108,7 @@ class ABTest(BaseModel):
     )
 
 
-class EngagementCreate(BaseModel):
+class EngagementCreate(RequestBody):
     external_id: str = Field(min_length=1, max_length=200)
     kind: Literal["click", "conversion"]
 
@@ -116,7 +117,7 @@ class EngagementRecorded(BaseModel):
     recorded: bool = Field(description="False when this was already noted for the recipient.")
 
 
-class CampaignCreate(BaseModel):
+class CampaignCreate(RequestBody):
     name: str = Name
     account_id: IdField
     audience_id: IdField
@@ -139,7 +140,7 @@ class CampaignCreate(BaseModel):
     )
 
 
-class CampaignPatch(BaseModel):
+class CampaignPatch(RequestBody):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     message: str | None = Field(default=None, min_length=1, max_length=100_000)
     subject: str | None = Field(default=None, max_length=1000)
@@ -178,7 +179,7 @@ class Campaign(BaseModel):
     updated_at: str
 
 
-class SeedUpdate(BaseModel):
+class SeedUpdate(RequestBody):
     message: str | None = Field(default=None, min_length=1, max_length=100_000)
     limit: int | None = Field(default=None, ge=0, le=1_000_000_000)
     account_id: IdField | None = None
@@ -202,7 +203,7 @@ class SeedCampaignData(BaseModel):
     total_recipients: int
 
 
-class PreviewRequest(BaseModel):
+class PreviewRequest(RequestBody):
     message: str = Field(min_length=1, max_length=100_000)
     audience_id: IdField | None = None
 
@@ -213,5 +214,5 @@ class Preview(BaseModel):
     error: str | None
 
 
-class SegmentPreview(BaseModel):
+class SegmentPreview(RequestBody):
     segment: Any = Field(description='Conditions, e.g. [{"attribute": "tier", "in": ["gold"]}].')

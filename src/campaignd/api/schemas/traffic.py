@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from campaignd.api.schemas.common import IdField
+from campaignd.api.schemas.common import IdField, RequestBody
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 Name = Field(min_length=1, max_length=200)
@@ -21,7 +21,7 @@ def _no_line_breaks(headers: HeaderMap | None) -> HeaderMap | None:
     return headers
 
 
-class ProfileRequest(BaseModel):
+class ProfileRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
     method: Method = "GET"
     path: str = Field(min_length=1, max_length=2000, examples=["/api/items"])
@@ -46,7 +46,7 @@ class ProfileRequest(BaseModel):
     _headers = field_validator("headers")(staticmethod(_no_line_breaks))
 
 
-class ProfileCreate(BaseModel):
+class ProfileCreate(RequestBody):
     name: str = Name
     requests: list[ProfileRequest] = Field(min_length=1, max_length=100)
     headers: HeaderMap | None = None
@@ -55,7 +55,7 @@ class ProfileCreate(BaseModel):
     _headers = field_validator("headers")(staticmethod(_no_line_breaks))
 
 
-class ProfilePatch(BaseModel):
+class ProfilePatch(RequestBody):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     requests: list[ProfileRequest] | None = Field(default=None, min_length=1, max_length=100)
     headers: HeaderMap | None = None
@@ -101,7 +101,7 @@ def _stage_minutes(stages: list[Stage]) -> float:
     return sum(s.duration_minutes for s in stages)
 
 
-class TrafficCampaignCreate(BaseModel):
+class TrafficCampaignCreate(RequestBody):
     name: str = Name
     target_url: str = Field(
         min_length=1, max_length=2000, pattern=URL_PATTERN, examples=["http://127.0.0.1:9000"]
@@ -124,7 +124,7 @@ class TrafficCampaignCreate(BaseModel):
         return self
 
 
-class TrafficCampaignPatch(BaseModel):
+class TrafficCampaignPatch(RequestBody):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     target_url: str | None = Field(default=None, min_length=1, max_length=2000, pattern=URL_PATTERN)
     user_profile_ids: list[IdField] | None = Field(default=None, min_length=1, max_length=100)

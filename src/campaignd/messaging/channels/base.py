@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from campaignd.domain.errors import RuleViolation
+from campaignd.domain.text import control_problem
 
 # Raises RuleViolation when a URL may not be used (the target allowlist, resolved).
 UrlGuard = Callable[[str], Awaitable[object]]
@@ -30,6 +31,15 @@ class OutgoingMessage:
     @property
     def idempotency_key(self) -> str:
         return f"{self.campaign_id}:{self.external_id}"
+
+
+def header_refusal(values: dict[str, str | None]) -> str | None:
+    """Why one of these values cannot go into a header ("subject contains a line break")."""
+    for name, value in values.items():
+        problem = control_problem(name, value) if value is not None else None
+        if problem is not None:
+            return problem
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from campaignd.messaging.channels.base import (
     HostGuard,
     OutgoingMessage,
     SendResult,
+    header_refusal,
 )
 from campaignd.messaging.channels.retry import backoff_seconds
 
@@ -116,7 +117,20 @@ class SmtpChannel:
         refusal = await self._checked_host.refusal()
         if refusal is not None:
             return SendResult(ok=False, attempts=0, error=refusal)
-        email = self._compose(message)
+        unfit = header_refusal(
+            {
+                "subject": message.subject,
+                "address": message.address,
+                "external_id": message.external_id,  # in the Message-ID
+                **message.headers,
+            }
+        )
+        if unfit is not None:
+            return SendResult(ok=False, attempts=0, error=unfit)
+        try:
+            email = self._compose(message)
+        except (ValueError, TypeError) as exc:
+            return SendResult(ok=False, attempts=0, error=f"cannot compose the email: {exc}"[:300])
         attempts = int(self.config["max_attempts"])
         error = "not sent"
         for attempt in range(1, attempts + 1):

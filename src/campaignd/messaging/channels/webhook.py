@@ -14,6 +14,7 @@ from campaignd.messaging.channels.base import (
     OutgoingMessage,
     SendResult,
     UrlGuard,
+    header_refusal,
 )
 from campaignd.messaging.channels.retry import backoff_seconds, retry_after_seconds, signature
 
@@ -47,6 +48,9 @@ class WebhookChannel:
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         refusal = await self._checked_url.refusal()
+        if refusal is not None:
+            return SendResult(ok=False, attempts=0, error=refusal)
+        refusal = header_refusal({"external_id": message.external_id})  # the Idempotency-Key
         if refusal is not None:
             return SendResult(ok=False, attempts=0, error=refusal)
         payload: dict[str, Any] = {
