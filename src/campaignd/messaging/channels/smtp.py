@@ -114,9 +114,9 @@ class SmtpChannel:
         return email
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        refusal = await self._checked_host.refusal()
-        if refusal is not None:
-            return SendResult(ok=False, attempts=0, error=refusal)
+        host_refused = await self._checked_host.refusal()
+        if host_refused is not None:
+            return SendResult(ok=False, attempts=0, error=host_refused)
         unfit = header_refusal(
             {
                 "subject": message.subject,
