@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import statistics
 import threading
 import time
@@ -10,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
+from campaignd.domain.errors import InvalidInput
+from campaignd.messaging.template_checker import TemplateChecker
 from support.messaging_flow import (
     delivered,
     make_account,
@@ -193,3 +198,42 @@ def test_one_contact_over_the_budget_fails_alone(
     [failure] = report["failures_by_reason"]
     assert failure["count"] == 1
     assert failure["reason"].startswith("template: over the render budget"), failure
+
+
+def _workers(pid: int, pool_only: bool = False) -> list[psutil.Process]:
+    """Child processes of `pid`: the pool's workers, and the resource tracker unless pool_only."""
+    children = [p for p in psutil.Process(pid).children(recursive=True) if p.is_running()]
+    return [p for p in children if not pool_only or "spawn_main" in " ".join(p.cmdline())]
+
+
+async def test_the_checker_replaces_a_killed_or_late_worker_and_leaves_none() -> None:
+    checker = TemplateChecker(workers=1)
+    sample = {"external_id": "s", "address": "s@example.test", "attributes": {"name": "Sam"}}
+    before = {p.pid for p in _workers(os.getpid(), pool_only=True)}
+    try:
+        assert await checker.preview("Hi {{ name }}", sample) == "Hi Sam"
+        [worker] = [p for p in _workers(os.getpid(), pool_only=True) if p.pid not in before]
+        worker.kill()
+        worker.wait(5)
+        assert await checker.preview("Hi {{ name }}", sample) == "Hi Sam", "a fresh pool"
+        checker.task_seconds = 0.000_001
+        with pytest.raises(InvalidInput, match="took longer than"):
+            await checker.check("Hi {{ name }}", "subject", sample)
+        checker.task_seconds = 5.0
+        await checker.check("Hi {{ name }}", "subject", sample)
+    finally:
+        await checker.shutdown()
+    left = [p for p in _workers(os.getpid(), pool_only=True) if p.pid not in before]
+    assert left == [], left
+
+
+def test_service_stop_leaves_no_template_worker(
+    service: ServiceProcess, client: httpx.Client
+) -> None:
+    assert client.post("/api/campaigns/preview", json={"message": "Hi"}).json()["rendered"] == "Hi"
+    assert service.process is not None
+    workers = _workers(service.process.pid)
+    assert workers, "the preview ran in a worker process"
+    assert service.signal(signal.SIGTERM) == 0
+    _gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert alive == []

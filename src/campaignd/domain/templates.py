@@ -27,7 +27,7 @@ from jinja2.utils import Cycler, Joiner, Namespace
 from campaignd.domain.errors import InvalidInput
 
 MAX_TEMPLATE_CHARS = 100_000
-MAX_STEPS = 50_000  # loop iterations, calls, operators and filter input items
+MAX_STEPS = 200_000  # loop iterations, calls, operators and filter input items
 MAX_CHARS = 5_000_000  # characters built by every string operation of one render
 MAX_OUTPUT_CHARS = 1_000_000
 MAX_INT_BITS = 10_000
