@@ -61,6 +61,7 @@ class TemplateChecker:
         self.task_seconds = task_seconds
         self.memory_bytes = memory_bytes
         self._pool: ProcessPoolExecutor | None = None
+        self._retired: list[ProcessPoolExecutor] = []
         self._slots: asyncio.Semaphore | None = None
 
     async def check(
@@ -119,15 +120,23 @@ class TemplateChecker:
     def _discard(self, pool: ProcessPoolExecutor, reason: str) -> None:
         if self._pool is pool:
             self._pool = None
+        self._retired = [p for p in self._retired if _alive(p)] + [pool]
         log_event("templates.pool_replaced", level=logging.WARNING, reason=reason)
         _kill(pool)
 
     async def shutdown(self) -> None:
         """Stop every worker; none is left behind."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
+        pools = [*self._retired, *([self._pool] if self._pool is not None else [])]
+        self._pool, self._retired = None, []
+        for pool in pools:
+            # A replaced pool's executor may still be reaping its workers: kill again and join.
             _kill(pool)
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
+def _alive(pool: ProcessPoolExecutor) -> bool:
+    processes = getattr(pool, "_processes", None) or {}
+    return any(process.is_alive() for process in list(processes.values()))
 
 
 def _kill(pool: ProcessPoolExecutor) -> None:
