@@ -7,7 +7,7 @@ import contextlib
 import logging
 from typing import Any
 
-from campaignd.domain import segments, templates
+from campaignd.domain import segments
 from campaignd.domain.errors import CampaignError, Conflict, IllegalTransition
 from campaignd.domain.pacing import Pacer
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus, allowed_targets
@@ -16,6 +16,7 @@ from campaignd.logs import log_event
 from campaignd.messaging.channels import build_channel
 from campaignd.messaging.ledger_writer import LedgerWriter
 from campaignd.messaging.sender import SHUTDOWN, MessageRunner
+from campaignd.messaging.template_checker import TemplateChecker
 from campaignd.settings import Settings
 from campaignd.store.messaging_repo import FAILED, SENDING, SENT, MessagingRepository
 from campaignd.store.outage import is_unavailable
@@ -42,8 +43,10 @@ class MessageSupervisor:
         settings: Settings,
         guard: TargetGuard,
         box: SecretBox | None = None,
+        templates: TemplateChecker | None = None,
     ) -> None:
         self.repo = repo
+        self.templates = templates or TemplateChecker()
         self.settings = settings
         self.guard = guard
         self.box = box
@@ -140,7 +143,7 @@ class MessageSupervisor:
         sample = await self.sample_contact(campaign["audience_id"])
         for field in ("message", "subject"):
             if changes.get(field) is not None:
-                templates.check(changes[field], field, sample)
+                await self.templates.check(changes[field], field, sample)
         if "account_id" in changes and self.runner(campaign_id) is not None:
             raise Conflict(
                 "Cannot change the account while the campaign is sending; stop it first.",
@@ -284,3 +287,4 @@ class MessageSupervisor:
                 await self._scheduler_task
         runners = list(self.runners.values())
         await asyncio.gather(*(r.stop(SHUTDOWN) for r in runners), return_exceptions=True)
+        await self.templates.shutdown()

@@ -31,7 +31,7 @@ from campaignd.api.schemas.messaging import (
     Suppression,
     SuppressionCreate,
 )
-from campaignd.domain import ab_test, contacts, segments, templates, windows
+from campaignd.domain import ab_test, contacts, segments, windows
 from campaignd.domain.errors import InvalidInput
 from campaignd.domain.statuses import CampaignStatus
 from campaignd.domain.text import require_storable
@@ -264,13 +264,14 @@ async def create_campaign(
     await svc.messaging.get_account(body.account_id)
     await svc.messaging.get_audience(body.audience_id)
     sample = await svc.message_supervisor.sample_contact(body.audience_id)
-    templates.check(body.message, "message", sample)
+    checker = svc.message_supervisor.templates
+    await checker.check(body.message, "message", sample)
     if body.subject:
-        templates.check(body.subject, "subject", sample)
+        await checker.check(body.subject, "subject", sample)
     variants = [v.model_dump() for v in body.variants] if body.variants else None
     for index, variant in enumerate(variants or []):
         if variant["message"]:
-            templates.check(variant["message"], f"variants[{index}].message", sample)
+            await checker.check(variant["message"], f"variants[{index}].message", sample)
     if variants and len({v["name"] for v in variants}) != len(variants):
         raise InvalidInput("Variant names must be unique.", field="variants")
     if body.ab_test is not None and len(variants or []) < 2:
@@ -481,7 +482,7 @@ async def preview(body: PreviewRequest, svc: Services = Depends(services)) -> di
         sample = await svc.message_supervisor.sample_contact(body.audience_id)
     contact = sample or {"external_id": "sample", "address": "sample@example.com", "attributes": {}}
     try:
-        templates.check(body.message, "message", contact)
+        rendered = await svc.message_supervisor.templates.preview(body.message, contact)
     except InvalidInput as exc:
         return {"rendered": None, "contact": contact, "error": exc.message}
-    return {"rendered": templates.render(body.message, contact), "contact": contact, "error": None}
+    return {"rendered": rendered, "contact": contact, "error": None}

@@ -1,0 +1,149 @@
+"""Checks and previews templates in worker processes, so that no template holds the event loop.
+
+The sandbox's budget bounds a render; the workers bound what the budget cannot see (parsing
+and compiling a pathological template, an allocation the rules missed): each has a memory
+limit, each task a wall-time limit, and a worker that overruns is killed with its pool,
+which is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import resource
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from campaignd.domain import templates
+from campaignd.domain.errors import InvalidInput
+from campaignd.logs import log_event
+
+WORKERS = 2
+TASK_SECONDS = 5.0
+WORKER_MEMORY_BYTES = 1 << 30
+
+
+def _limit_memory(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _outcome(call: Any, *args: Any) -> tuple[str, Any, dict[str, Any]]:
+    try:
+        return "ok", call(*args), {}
+    except InvalidInput as exc:
+        return "invalid", exc.message, exc.context
+    except MemoryError:
+        return "invalid", "needs more memory than a template may use", {}
+    except Exception as exc:
+        return "invalid", f"cannot be checked: {type(exc).__name__}: {exc}", {}
+
+
+def _check(template: str, field: str, sample: dict[str, Any] | None) -> tuple[str, Any, Any]:
+    return _outcome(templates.check, template, field, sample)
+
+
+def _preview(template: str, contact: dict[str, Any]) -> tuple[str, Any, Any]:
+    return _outcome(templates.preview, template, contact)
+
+
+class TemplateChecker:
+    """A small process pool for `templates.check` and `templates.preview`, awaited off-loop."""
+
+    def __init__(
+        self,
+        workers: int = WORKERS,
+        task_seconds: float = TASK_SECONDS,
+        memory_bytes: int = WORKER_MEMORY_BYTES,
+    ) -> None:
+        self.workers = workers
+        self.task_seconds = task_seconds
+        self.memory_bytes = memory_bytes
+        self._pool: ProcessPoolExecutor | None = None
+        self._retired: list[ProcessPoolExecutor] = []
+        self._slots: asyncio.Semaphore | None = None
+
+    async def check(
+        self, template: str, field: str = "message", sample: dict[str, Any] | None = None
+    ) -> None:
+        """Raise InvalidInput (422) naming `field` when the template cannot be used."""
+        await self._run(field, _check, template, field, sample)
+
+    async def preview(self, template: str, contact: dict[str, Any]) -> str:
+        """The message as `contact` would get it; InvalidInput when it cannot be rendered."""
+        return str(await self._run("message", _preview, template, contact))
+
+    async def _run(self, field: str, call: Any, *args: Any) -> Any:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.workers)
+        # A task's time starts when a worker is free for it, not while it waits in line.
+        async with self._slots:
+            for attempt in (1, 2):
+                pool = self._current_pool()
+                try:
+                    future = asyncio.wrap_future(pool.submit(call, *args))
+                    status, value, context = await asyncio.wait_for(future, self.task_seconds)
+                except TimeoutError:
+                    self._discard(pool, "timeout")
+                    raise InvalidInput(
+                        f"Field '{field}' cannot be rendered: it took longer than"
+                        f" {self.task_seconds:g} s to check.",
+                        field=field,
+                    ) from None
+                except BrokenProcessPool:
+                    # A worker died (this task's or another's); retry once on a fresh pool.
+                    self._discard(pool, "broken")
+                    if attempt == 2:
+                        raise InvalidInput(
+                            f"Field '{field}' cannot be rendered: checking it stopped its worker.",
+                            field=field,
+                        ) from None
+                    continue
+                if status == "ok":
+                    return value
+                if value.startswith("Field "):
+                    raise InvalidInput(value, **context)
+                raise InvalidInput(f"Field '{field}' {value}.", field=field)
+        raise AssertionError("unreachable")
+
+    def _current_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_limit_memory,
+                initargs=(self.memory_bytes,),
+            )
+        return self._pool
+
+    def _discard(self, pool: ProcessPoolExecutor, reason: str) -> None:
+        if self._pool is pool:
+            self._pool = None
+        self._retired = [p for p in self._retired if _alive(p)] + [pool]
+        log_event("templates.pool_replaced", level=logging.WARNING, reason=reason)
+        _kill(pool)
+
+    async def shutdown(self) -> None:
+        """Stop every worker; none is left behind."""
+        pools = [*self._retired, *([self._pool] if self._pool is not None else [])]
+        self._pool, self._retired = None, []
+        for pool in pools:
+            # A replaced pool's executor may still be reaping its workers: kill again and join.
+            _kill(pool)
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
+def _alive(pool: ProcessPoolExecutor) -> bool:
+    processes = getattr(pool, "_processes", None) or {}
+    return any(process.is_alive() for process in list(processes.values()))
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    # The executor has no public way to stop a running task; its processes are killed and the
+    # executor, now broken, reaps them and fails what it still holds.
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        if process.is_alive():
+            process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
