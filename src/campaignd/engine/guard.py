@@ -5,9 +5,23 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from dataclasses import dataclass
 
 from campaignd.domain.errors import RuleViolation
 from campaignd.domain.targets import Allowlist, check_resolved, parse_target_url
+
+
+@dataclass(frozen=True)
+class CheckedTarget:
+    """A URL the allowlist let through, with the addresses the check resolved its host to.
+
+    `addresses` is empty when the host is allowed by name: the operator trusts that name
+    wherever it points, so it is resolved when connecting. Otherwise connections must go to
+    these addresses only, so the name cannot be re-pointed (DNS rebinding) after the check.
+    """
+
+    base: str
+    addresses: tuple[str, ...]
 
 
 class TargetGuard:
@@ -30,17 +44,22 @@ class TargetGuard:
         except (OSError, TimeoutError, UnicodeError, ValueError):
             # An unresolvable or malformed name (e.g. a label over 63 characters) allows nothing.
             return []
-        return sorted({str(info[4][0]) for info in infos})
+        # The system's preference order, as a connection by name would try them.
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
     async def check(self, url: str, field: str = "target_url") -> str:
         """Return the normalized URL, or raise RuleViolation naming the field."""
+        return (await self.check_target(url, field)).base
+
+    async def check_target(self, url: str, field: str = "target_url") -> CheckedTarget:
+        """The normalized URL and the addresses to connect to, or RuleViolation naming the field."""
         target = parse_target_url(url, field)
         if self.allowlist.allows_name(target.host):
-            return target.base
+            return CheckedTarget(target.base, ())
         addresses = await self.resolve(target.host, target.port)
         if not addresses:
             raise RuleViolation(
                 f"The host of '{url}' could not be resolved.", field=field, host=target.host
             )
         check_resolved(self.allowlist, url, target.host, addresses, field)
-        return target.base
+        return CheckedTarget(target.base, tuple(addresses))
