@@ -21,6 +21,7 @@ from campaignd.domain.statuses import CampaignStatus
 from campaignd.services import Services
 from campaignd.settings import Settings
 from campaignd.store.tables import traffic_stats
+from campaignd.traffic import headless
 from campaignd.traffic.generation import Generation
 from campaignd.traffic.http import HeaderInjection, HttpTarget, encode_request, open_connection
 from campaignd.traffic.plan import LoadPlan, RequestSpec, UserProfile
@@ -191,6 +192,33 @@ async def test_a_name_rebound_after_the_check_still_reaches_the_checked_address(
         await svc.traffic_supervisor.change_status(row["id"], CampaignStatus.STOPPED)
     _, _, headers = target.bodies[-1]
     assert headers["Host"] == f"rebind.test:{target.port}"
+
+
+async def test_the_headless_runner_is_pinned_like_the_server(
+    target: CountingTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = socket.getaddrinfo
+    answer = {"address": "127.0.0.1"}
+
+    def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return real(answer["address"] if host == "rebind.test" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    scenario = load_scenario(
+        _scenario(
+            tmp_path,
+            target=f"http://rebind.test:{target.port}",
+            users=2,
+            rpm=1200,
+            duration_minutes=0.01,
+            options={"workers": 1, "request_timeout_seconds": 2},
+        )
+    )
+    await headless.check_target(scenario, Settings(allowed_targets="127.0.0.0/8"))
+    answer["address"] = "127.0.0.3"
+    result = await headless.run_scenario(scenario)
+    assert result.summary["requests_failed"] == 0
+    assert target.total == result.summary["requests_total"] > 0
 
 
 # 12. Header names, values and paths that would go out raw ---------------------------------
