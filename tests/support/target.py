@@ -16,9 +16,10 @@ from support.net import free_port
 class CountingTarget:
     """Counts requests by path; can answer slowly or with a chosen status per path."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.counts: Counter[str] = Counter()
         self.times: list[float] = []
         self.bodies: list[tuple[str, bytes, dict[str, str]]] = []
@@ -73,7 +74,7 @@ class CountingTarget:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
         self._loop.run_until_complete(site.start())
         self._ready.set()
         self._loop.run_forever()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from campaignd.domain.errors import Conflict, RuleViolation
 from campaignd.domain.statuses import Actor, CampaignStatus
+from campaignd.domain.targets import Allowlist
+from campaignd.engine.guard import TargetGuard
 from campaignd.engine.stats_writer import StatsWriter
 from campaignd.logs import log_event
 from campaignd.settings import Settings
@@ -27,6 +30,7 @@ class TrafficSupervisor:
         self._finished_stats: dict[int, WindowStats] = {}
         self._lock = asyncio.Lock()
         self.writer = StatsWriter(repo)
+        self.guard = TargetGuard(Allowlist.parse(settings.allowed_targets))
 
     def runner(self, campaign_id: int) -> TrafficRunner | None:
         runner = self.runners.get(campaign_id)
@@ -55,6 +59,10 @@ class TrafficSupervisor:
     async def _start_runner(
         self, campaign: dict[str, Any], *, paused: bool = False, resumed: bool = False
     ) -> TrafficRunner:
+        # Checked again at every start, against today's allowlist, and pinned to what it
+        # resolved: the runner connects to these addresses, never to a fresh lookup.
+        checked = await self.guard.check_target(campaign["target_url"])
+        campaign = {**campaign, "target_addresses": checked.addresses}
         profiles = await self.repo.get_profiles(list(campaign["user_profile_ids"]))
         prior = await self.repo.cumulative_stats(campaign["id"]) if resumed else None
         if not resumed:
@@ -83,6 +91,10 @@ class TrafficSupervisor:
     async def change_status(self, campaign_id: int, requested: S) -> S:
         """Apply an operator's status change; return the previous status."""
         async with self._lock:
+            if requested is S.RUNNING:  # a resume from stopped must pass the allowlist first
+                row = await self.repo.get_campaign(campaign_id)
+                if row["status"] == S.STOPPED and row["start_time"] is not None:
+                    await self.guard.check_target(row["target_url"])
             previous = await self.repo.transition(campaign_id, requested, Actor.OPERATOR)
             runner = self.runner(campaign_id)
             log_event(
@@ -166,7 +178,11 @@ class TrafficSupervisor:
         for campaign in await self.repo.generating_campaigns():
             status = S(campaign["status"])
             if status in (S.RUNNING, S.PAUSED) and self.settings.recover_on_start:
-                await self._start_runner(campaign, paused=status is S.PAUSED, resumed=True)
+                try:
+                    await self._start_runner(campaign, paused=status is S.PAUSED, resumed=True)
+                except RuleViolation as refused:
+                    await self._fail_refused(campaign["id"], refused.message)
+                    continue
                 resumed.append(campaign["id"])
                 log_event(
                     "traffic.recovered",
@@ -178,6 +194,13 @@ class TrafficSupervisor:
                 await self.repo.clear_generating(campaign["id"], reason="not resumed after restart")
                 log_event("traffic.not_recovered", campaign_id=campaign["id"], status=status.value)
         return resumed
+
+    async def _fail_refused(self, campaign_id: int, reason: str) -> None:
+        await self.repo.transition(campaign_id, S.FAILED, Actor.SYSTEM, last_error=reason)
+        await self.repo.clear_generating(campaign_id, reason="target refused", error=reason)
+        log_event(
+            "traffic.target_refused", level=logging.ERROR, campaign_id=campaign_id, error=reason
+        )
 
     async def shutdown(self) -> None:
         """Stop every runner (the campaigns stay `running`, so a restart resumes them)."""

@@ -80,6 +80,12 @@ traffic_stats = Table(
     Column("target_rpm", Float, nullable=False, default=0.0),
     Column("latency_sum_us", BigInteger, nullable=False, default=0),
     Column("histogram", Text, nullable=True),
+    # Latency percentiles of the window, from its histogram when written (NULL: no requests,
+    # or a row from before revision 0004 not read yet); p99_ms <= max_ms.
+    Column("p50_ms", Float, nullable=True),
+    Column("p90_ms", Float, nullable=True),
+    Column("p99_ms", Float, nullable=True),
+    Column("max_ms", Float, nullable=True),
     Index("ix_traffic_stats_campaign_window", "campaign_id", "window_start"),
 )
 

@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from hdrh.histogram import HdrHistogram
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 
 from campaignd.domain.errors import Conflict, NotFound
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
-from campaignd.store.db import Database, utcnow
+from campaignd.store.db import Database, iso, utcnow
 from campaignd.store.rows import to_dict
 from campaignd.store.tables import traffic_campaigns, traffic_profiles, traffic_stats
-from campaignd.traffic.stats import WindowStats, decode_histogram
+from campaignd.traffic.stats import (
+    WindowStats,
+    decode_histogram,
+    latency_summary,
+    new_histogram,
+)
 
 T = traffic_campaigns
+PERCENTILES = ("p50", "p90", "p99", "max")
+# Old rows' percentiles are computed from their histograms in groups this large.
+BACKFILL_CHUNK = 2000
 
 
 @dataclass(slots=True)
@@ -27,6 +49,58 @@ class PendingWindow:
     window: WindowStats
     target_rpm: float
     active_seconds: float
+
+
+def window_percentiles(histogram: HdrHistogram) -> dict[str, float | None]:
+    """A window's p50/p90/p99/max in ms as stored beside it (None without requests)."""
+    if not histogram.get_total_count():
+        return {f"{p}_ms": None for p in PERCENTILES}
+    latency = latency_summary(histogram, 0)
+    return {f"{p}_ms": latency[p] for p in PERCENTILES}
+
+
+def _decoded_percentiles(rows: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    out = []
+    for row_id, encoded in rows:
+        try:
+            values = window_percentiles(decode_histogram(encoded))
+        except Exception:  # a damaged histogram has no percentiles; the counts still hold
+            values = window_percentiles(new_histogram())
+        out.append({"row_id": row_id, **values})
+    return out
+
+
+def _merged(rows: Sequence[Any]) -> WindowStats:
+    total = WindowStats(started_at=0.0, seconds=0.0)
+    for row in rows:
+        total.seconds += row.window_seconds
+        total.succeeded += row.requests_succeeded
+        total.failed += row.requests_failed
+        total.dropped += row.requests_dropped
+        total.latency_sum_us += row.latency_sum_us
+        if row.histogram:
+            total.histogram.add(decode_histogram(row.histogram))
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """Windows added up over one time bucket (or one window): counts, and latency in ms.
+
+    Percentiles of a bucket are the largest of its windows' (an upper bound of the bucket's
+    true percentile, never below it); `max_ms` is exact, so p99_ms <= max_ms holds.
+    """
+
+    at: str
+    requests: int
+    failed: int
+    dropped: int
+    seconds: float
+    target_rpm: float
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
 
 
 P = traffic_profiles
@@ -238,6 +312,7 @@ class TrafficRepository:
                         "histogram": (
                             item.window.histogram.encode().decode() if item.window.total else None
                         ),
+                        **window_percentiles(item.window.histogram),
                     }
                     for item in batch
                 ],
@@ -255,8 +330,11 @@ class TrafficRepository:
         await self.record_windows([PendingWindow(campaign_id, window, target_rpm, active_seconds)])
 
     async def cumulative_stats(self, campaign_id: int) -> WindowStats:
-        """Every persisted window of the campaign merged into one."""
-        total = WindowStats(started_at=0.0, seconds=0.0)
+        """Every persisted window of the campaign merged into one.
+
+        Decoding and merging a day of windows takes tens of seconds: done in a thread, so
+        the event loop (the API, every runner) goes on meanwhile.
+        """
         S = traffic_stats
         async with self.db.read() as conn:
             rows = (
@@ -273,26 +351,115 @@ class TrafficRepository:
                     .order_by(S.c.id)
                 )
             ).all()
-        for row in rows:
-            total.seconds += row.window_seconds
-            total.succeeded += row.requests_succeeded
-            total.failed += row.requests_failed
-            total.dropped += row.requests_dropped
-            total.latency_sum_us += row.latency_sum_us
-            if row.histogram:
-                total.histogram.add(decode_histogram(row.histogram))
-        return total
+        return await asyncio.to_thread(_merged, rows)
 
-    async def stats_series(self, campaign_id: int, limit: int = 3600) -> list[dict[str, Any]]:
-        """The newest `limit` windows, oldest first, for charts and reports."""
+    async def fill_missing_percentiles(self, campaign_id: int) -> int:
+        """Store percentiles for windows written before they were stored; how many were filled.
+
+        Each old window is decoded once, in a thread, and never again.
+        """
         S = traffic_stats
-        async with self.db.read() as conn:
-            rows = (
+        filled = 0
+        after = 0
+        while True:
+            async with self.db.read() as conn:
+                rows = (
+                    await conn.execute(
+                        select(S.c.id, S.c.histogram)
+                        .where(
+                            S.c.campaign_id == campaign_id,
+                            S.c.id > after,
+                            S.c.max_ms.is_(None),
+                            S.c.histogram.is_not(None),
+                        )
+                        .order_by(S.c.id)
+                        .limit(BACKFILL_CHUNK)
+                    )
+                ).all()
+            if not rows:
+                return filled
+            after = rows[-1].id
+            values = await asyncio.to_thread(_decoded_percentiles, [(r[0], r[1]) for r in rows])
+            async with self.db.transaction() as conn:
                 await conn.execute(
-                    select(S)
-                    .where(S.c.campaign_id == campaign_id)
-                    .order_by(S.c.id.desc())
-                    .limit(limit)
+                    update(S)
+                    .where(S.c.id == bindparam("row_id"))
+                    .values({f"{p}_ms": bindparam(f"{p}_ms") for p in PERCENTILES}),
+                    values,
                 )
-            ).all()
-        return [to_dict(r) for r in reversed(rows)]  # type: ignore[misc]
+            filled += len(rows)
+
+    async def window_count(self, campaign_id: int) -> tuple[int, float]:
+        """How many windows the campaign has and the seconds from the first to the last."""
+        S = traffic_stats
+        query = select(
+            func.count(),
+            func.min(self._epoch(S.c.window_start)),
+            func.max(self._epoch(S.c.window_start)),
+        ).where(S.c.campaign_id == campaign_id)
+        async with self.db.read() as conn:
+            count, first, last = (await conn.execute(query)).one()
+        return int(count), float(last - first) if count else 0.0
+
+    def _epoch(self, column: Any) -> ColumnElement[Any]:
+        if self.db.is_postgres:
+            return func.extract("epoch", column)
+        return cast(func.strftime("%s", column), BigInteger)
+
+    async def stats_series(
+        self, campaign_id: int, limit: int = 3600, bucket_seconds: int | None = None
+    ) -> list[SeriesPoint]:
+        """The newest `limit` windows (or buckets of `bucket_seconds`), oldest first.
+
+        Reads the stored percentiles only: no histogram is decoded, whatever the span.
+        """
+        await self.fill_missing_percentiles(campaign_id)
+        S = traffic_stats
+        if bucket_seconds is None:
+            query = select(
+                S.c.window_start.label("at"),
+                (S.c.requests_succeeded + S.c.requests_failed).label("requests"),
+                S.c.requests_failed.label("failed"),
+                S.c.requests_dropped.label("dropped"),
+                S.c.window_seconds.label("seconds"),
+                S.c.target_rpm,
+                *(getattr(S.c, f"{p}_ms") for p in PERCENTILES),
+            ).order_by(S.c.id.desc())
+        else:
+            bucket = (
+                cast(func.floor(self._epoch(S.c.window_start) / bucket_seconds), BigInteger)
+                * bucket_seconds
+            ).label("bucket")
+            query = (
+                select(
+                    bucket,
+                    func.sum(S.c.requests_succeeded + S.c.requests_failed).label("requests"),
+                    func.sum(S.c.requests_failed).label("failed"),
+                    func.sum(S.c.requests_dropped).label("dropped"),
+                    func.sum(S.c.window_seconds).label("seconds"),
+                    func.avg(S.c.target_rpm).label("target_rpm"),
+                    *(func.max(getattr(S.c, f"{p}_ms")).label(f"{p}_ms") for p in PERCENTILES),
+                )
+                .group_by(literal_column("bucket"))
+                .order_by(literal_column("bucket").desc())
+            )
+        query = query.where(S.c.campaign_id == campaign_id).limit(limit)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [self._point(r, bucket_seconds is not None) for r in reversed(rows)]
+
+    @staticmethod
+    def _point(row: Any, bucketed: bool) -> SeriesPoint:
+        at = datetime.fromtimestamp(int(row.bucket), UTC) if bucketed else row.at
+        return SeriesPoint(
+            at=iso(at) or "",
+            requests=int(row.requests or 0),
+            failed=int(row.failed or 0),
+            dropped=int(row.dropped or 0),
+            seconds=float(row.seconds or 0.0),
+            target_rpm=float(row.target_rpm or 0.0),
+            p50_ms=row.p50_ms,
+            p90_ms=row.p90_ms,
+            p99_ms=row.p99_ms,
+            max_ms=row.max_ms,
+        )

@@ -10,7 +10,7 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,15 +42,17 @@ class RunResult:
 
 
 async def check_target(scenario: Scenario, settings: Settings) -> None:
-    """Refuse a target outside CAMPAIGND_ALLOWED_TARGETS, as the server does."""
+    """Refuse a target outside CAMPAIGND_ALLOWED_TARGETS, as the server does, and pin the
+    scenario's plan to the addresses the check resolved (no second lookup when connecting)."""
     guard = TargetGuard(Allowlist.parse(settings.allowed_targets))
     try:
-        await guard.check(scenario.target, field="target")
+        checked = await guard.check_target(scenario.target, field="target")
     except ScenarioError:
         raise
     except Exception as exc:
         message = getattr(exc, "message", str(exc))
         raise ScenarioError(f"{scenario.source}: {message}") from None
+    scenario.plan = replace(scenario.plan, target_addresses=checked.addresses)
 
 
 def _point(second: int, window: WindowStats, target_rpm: float | None) -> dict[str, Any]:

@@ -17,6 +17,13 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from campaignd.domain.http_rules import (
+    FRAMING_HEADERS,
+    HttpRuleError,
+    check_header_name,
+    check_header_value,
+    normalize_path,
+)
 from campaignd.traffic.connections import ConnectionBudget
 from campaignd.traffic.plan import RequestSpec
 
@@ -25,21 +32,27 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class HeaderInjection(ValueError):
-    """Raised when a header name or value would break out of its line."""
+    """Raised when a request line or header could not be sent as written (RFC 9110/9112)."""
 
 
 @dataclass(frozen=True, slots=True)
 class HttpTarget:
-    """Where requests go: connection address, TLS, and what the request line and Host say."""
+    """Where requests go: connection address, TLS, and what the request line and Host say.
+
+    `addresses`, when given, are the IP addresses the allowlist check resolved `host` to:
+    connections go to them, in order, and never resolve `host` again (no DNS rebinding
+    between the check and the use); `host` stays the TLS server name and the Host header.
+    """
 
     host: str
     port: int
     tls: bool
     host_header: str
     base_path: str
+    addresses: tuple[str, ...] = ()
 
     @classmethod
-    def parse(cls, url: str) -> HttpTarget:
+    def parse(cls, url: str, addresses: tuple[str, ...] = ()) -> HttpTarget:
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"'{url}' is not an http(s) URL")
@@ -51,31 +64,52 @@ class HttpTarget:
             host=parts.hostname,
             port=port,
             tls=tls,
-            host_header=name if default else f"{name}:{port}",
+            host_header=_checked("Host", name if default else f"{name}:{port}"),
             base_path=parts.path.rstrip("/"),
+            addresses=tuple(addresses),
         )
 
 
-def _checked(text: str) -> str:
-    if any(c in text for c in "\r\n\0"):
-        raise HeaderInjection(f"header {text!r} contains a line break or NUL")
-    return text
+def _checked(name: str, value: str) -> str:
+    try:
+        return check_header_value(name, value)
+    except HttpRuleError as exc:
+        raise HeaderInjection(str(exc)) from None
+
+
+def _request_line(spec: RequestSpec, target: HttpTarget) -> str:
+    try:
+        return f"{spec.method} {normalize_path(target.base_path + spec.path)} HTTP/1.1"
+    except HttpRuleError as exc:
+        raise HeaderInjection(str(exc)) from None
 
 
 def encode_request(spec: RequestSpec, target: HttpTarget) -> bytes:
-    """The whole request as bytes, built once and written as-is for every send."""
-    lines = [f"{spec.method} {_checked(target.base_path + spec.path)} HTTP/1.1"]
-    given = {k.lower() for k in spec.headers}
+    """The whole request as bytes, built once and written as-is for every send.
+
+    Rows stored before the rules were enforced get the same treatment as new input: framing
+    headers are dropped (after trimming and case-folding their names), anything else that
+    breaks the rules raises HeaderInjection.
+    """
+    lines = [_request_line(spec, target)]
+    headers: list[tuple[str, str]] = []
+    for raw_name, value in spec.headers.items():
+        name = raw_name.strip(" \t")
+        if name.lower() in FRAMING_HEADERS:
+            continue
+        try:
+            check_header_name(name)
+        except HttpRuleError as exc:
+            raise HeaderInjection(str(exc)) from None
+        headers.append((name, _checked(name, value)))
+    given = {name.lower() for name, _ in headers}
     if "host" not in given:
         lines.append(f"Host: {target.host_header}")
     if "user-agent" not in given:
         lines.append(f"User-Agent: {USER_AGENT}")
     if "accept" not in given:
         lines.append("Accept: */*")
-    for name, value in spec.headers.items():
-        if name.lower() in ("content-length", "transfer-encoding", "connection"):
-            continue
-        lines.append(f"{_checked(name)}: {_checked(value)}")
+    lines.extend(f"{name}: {value}" for name, value in headers)
     body = spec.body or b""
     if body or spec.method in _BODY_METHODS:
         lines.append(f"Content-Length: {len(body)}")
@@ -177,18 +211,31 @@ async def open_connection(
     ssl_context: ssl.SSLContext | None,
     budget: ConnectionBudget,
 ) -> HttpConnection:
-    """Connect on a slot already taken from `budget`; the slot goes back when the socket closes.
+    """Connect to the pinned addresses in order (or to the host by name when none are pinned)
+    on a slot already taken from `budget`; the slot goes back when the socket closes.
 
     A connect that fails or is cancelled has closed its socket already: the slot goes back here.
     """
     loop = asyncio.get_running_loop()
+    tls = ssl_context if target.tls else None
+    server_name = target.host if target.tls else None
     try:
-        _, protocol = await loop.create_connection(
-            lambda: HttpConnection(on_done),
-            target.host,
-            target.port,
-            ssl=ssl_context if target.tls else None,
-        )
+        error: OSError | None = None
+        for address in target.addresses or (target.host,):
+            try:
+                _, protocol = await loop.create_connection(
+                    lambda: HttpConnection(on_done),
+                    address,
+                    target.port,
+                    ssl=tls,
+                    server_hostname=server_name,
+                )
+                break
+            except OSError as exc:
+                error = exc
+        else:
+            assert error is not None
+            raise error
     except BaseException:
         budget.release()
         raise

@@ -65,6 +65,9 @@ class LoadPlan:
     total_users: int
     rate_per_second: float
     request_timeout_seconds: float = 30.0
+    # The addresses the allowlist check resolved the target's host to; connections go there
+    # only (empty: the host was allowed by name and is resolved when connecting).
+    target_addresses: tuple[str, ...] = ()
 
     def users_for(self, worker_index: int, workers: int) -> list[UserProfile]:
         """This worker's share of the virtual users, profiles assigned round-robin."""

@@ -60,6 +60,7 @@ class TrafficRunner:
             total_users=int(campaign["total_users"]),
             rate_per_second=float(campaign["requests_per_minute"]) / 60.0,
             request_timeout_seconds=float(campaign.get("request_timeout_seconds") or 30.0),
+            target_addresses=tuple(campaign.get("target_addresses") or ()),
         )
         stages = parse_stages(campaign["stages"]) if campaign.get("stages") else ()
         self.generation = Generation(

@@ -7,9 +7,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from campaignd.api.schemas.traffic import ProfileCreate, Stage
+from campaignd.api.schemas.traffic import (
+    MAX_DURATION_MINUTES,
+    ProfileCreate,
+    Stage,
+    stage_minutes,
+    target_url_path,
+)
 from campaignd.domain.errors import RuleViolation
 from campaignd.domain.stages import Stage as RampStage
 from campaignd.domain.thresholds import Threshold, parse_threshold
@@ -36,18 +49,20 @@ class ScenarioFile(BaseModel):
     users: int = Field(ge=1, le=1_000_000)
     # "max": closed loop, every user sends again as soon as it is free.
     rpm: float | Literal["max"] | None = None
-    duration_minutes: float | None = Field(default=None, gt=0, le=525_600)
+    duration_minutes: float | None = Field(default=None, gt=0, le=MAX_DURATION_MINUTES)
     start_rpm: float = Field(default=0.0, ge=0, le=60_000_000)
     stages: list[Stage] | None = Field(default=None, min_length=1, max_length=1000)
     thresholds: list[str] = Field(default_factory=list, max_length=100)
     options: ScenarioOptions = Field(default_factory=ScenarioOptions)
+
+    _target = field_validator("target")(staticmethod(target_url_path))
 
     @model_validator(mode="after")
     def _rate(self) -> ScenarioFile:
         if self.stages:
             if self.rpm is not None:
                 raise ValueError("give either rpm with duration_minutes, or stages, not both")
-            self.duration_minutes = sum(s.duration_minutes for s in self.stages)
+            self.duration_minutes = stage_minutes(self.stages)
         else:
             if self.rpm is None or self.duration_minutes is None:
                 raise ValueError("give rpm and duration_minutes, or stages")

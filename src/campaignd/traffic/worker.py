@@ -113,7 +113,7 @@ class LoadWorker:
         self._timeout_reason = f"timeout after {plan.request_timeout_seconds:g} s"
         self._share = 1.0 / workers
         self._phase = worker_index
-        self._target = HttpTarget.parse(plan.target_url)
+        self._target = HttpTarget.parse(plan.target_url, plan.target_addresses)
         self._ssl = ssl.create_default_context() if self._target.tls else None
         rng = random.Random(seed)
         encoded: dict[int, list[Request]] = {

@@ -39,7 +39,8 @@ def test_seed_flow_draft_refused_then_runs_and_completes(
         assert started["config"]["requests_per_minute"] == 1200
         assert started["config"]["duration_minutes"] == 0.05
         assert started["config"]["total_users"] == 10
-        assert started["config"]["profiles"] == [{"id": profile, "name": "browse"}]
+        assert started["config"]["profiles"] == 1
+        assert started["config"]["profile_list"] == [{"id": profile, "name": "browse"}]
 
         again = client.post("/api/traffic/generate", json={"campaign_id": campaign})
         assert again.status_code == 409

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -22,7 +23,7 @@ from campaignd.api.schemas.traffic import (
 )
 from campaignd.domain.statuses import CampaignStatus, parse_status
 from campaignd.services import Services
-from campaignd.traffic.stats import decode_histogram
+from campaignd.store.traffic_repo import SeriesPoint
 
 router = APIRouter(prefix="/api/traffic", tags=["traffic"], responses=ERROR_RESPONSES)
 
@@ -152,7 +153,8 @@ def _config(campaign: dict[str, Any], profiles: list[dict[str, Any]]) -> dict[st
         "requests_per_minute": campaign["requests_per_minute"],
         "duration_minutes": campaign["duration_minutes"],
         "total_users": campaign["total_users"],
-        "profiles": [{"id": p["id"], "name": p["name"]} for p in profiles],
+        "profiles": len(profiles),
+        "profile_list": [{"id": p["id"], "name": p["name"]} for p in profiles],
         "stages": campaign.get("stages"),
     }
 
@@ -190,6 +192,46 @@ async def info(campaign_id: IdPath, svc: Services = Depends(services)) -> dict[s
     }
 
 
+# A report longer than this many windows is added up into buckets of at most this many.
+REPORT_POINTS = 1440
+REPORT_COLUMNS = [
+    "at",
+    "requests",
+    "failed",
+    "dropped",
+    "rpm",
+    "target_rpm",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "max_ms",
+]
+
+
+def _point_json(point: SeriesPoint) -> dict[str, Any]:
+    seconds = point.seconds or 1.0
+    return {
+        "at": point.at,
+        "requests": point.requests,
+        "failed": point.failed,
+        "dropped": point.dropped,
+        "rpm": round(point.requests * 60.0 / seconds, 3),
+        "target_rpm": point.target_rpm,
+        "p50_ms": point.p50_ms,
+        "p90_ms": point.p90_ms,
+        "p99_ms": point.p99_ms,
+        "max_ms": point.max_ms,
+    }
+
+
+async def _report_bucket(svc: Services, campaign_id: int) -> int | None:
+    """None (every window) while they are few; else buckets giving <= REPORT_POINTS points."""
+    count, span = await svc.traffic.window_count(campaign_id)
+    if count <= REPORT_POINTS:
+        return None
+    return max(1, math.ceil((span + 1) / REPORT_POINTS))
+
+
 @router.get(
     "/campaigns/{campaign_id}/report",
     summary="Report (JSON, or CSV of the windows)",
@@ -198,43 +240,43 @@ async def info(campaign_id: IdPath, svc: Services = Depends(services)) -> dict[s
 async def report(
     campaign_id: IdPath,
     format: Literal["json", "csv"] = Query(default="json"),
+    bucket_seconds: int | None = Query(
+        default=None,
+        ge=1,
+        le=86_400,
+        description="Add windows up into buckets this long; by default every window while "
+        f"there are at most {REPORT_POINTS}, else buckets giving at most {REPORT_POINTS} points.",
+    ),
     svc: Services = Depends(services),
 ) -> Response:
     campaign = await svc.traffic.get_campaign(campaign_id)
-    windows = (await series(campaign_id, 86_400, svc))["points"]
+    if bucket_seconds is None:
+        bucket_seconds = await _report_bucket(svc, campaign_id)
+    points = await svc.traffic.stats_series(campaign_id, 1_000_000, bucket_seconds)
     body = {
         "campaign": _campaign_view(svc, campaign),
         "stats": await svc.traffic_supervisor.stats(campaign),
-        "windows": windows,
+        "bucket_seconds": bucket_seconds,
+        "windows": [_point_json(p) for p in points],
     }
-    columns = ["at", "requests", "failed", "dropped", "rpm", "target_rpm", "p50_ms", "p99_ms"]
-    return reports.respond(body, "windows", columns, format, f"traffic-campaign-{campaign_id}")
+    return reports.respond(
+        body, "windows", REPORT_COLUMNS, format, f"traffic-campaign-{campaign_id}"
+    )
 
 
 @router.get("/campaigns/{campaign_id}/series", summary="Per-second stats windows")
 async def series(
     campaign_id: IdPath,
     limit: int = Query(default=600, ge=1, le=86_400),
+    bucket_seconds: int | None = Query(
+        default=None, ge=1, le=86_400, description="Add windows up into buckets this long."
+    ),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
     await svc.traffic.get_campaign(campaign_id)
-    rows = await svc.traffic.stats_series(campaign_id, limit)
-
-    points = []
-    for r in rows:
-        h = decode_histogram(r["histogram"])
-        total = r["requests_succeeded"] + r["requests_failed"]
-        seconds = r["window_seconds"] or 1.0
-        points.append(
-            {
-                "at": r["window_start"],
-                "requests": total,
-                "failed": r["requests_failed"],
-                "dropped": r["requests_dropped"],
-                "rpm": round(total * 60.0 / seconds, 3),
-                "target_rpm": r["target_rpm"],
-                "p50_ms": h.get_value_at_percentile(50) / 1000.0 if total else None,
-                "p99_ms": h.get_value_at_percentile(99) / 1000.0 if total else None,
-            }
-        )
-    return {"campaign_id": campaign_id, "points": points}
+    points = await svc.traffic.stats_series(campaign_id, limit, bucket_seconds)
+    return {
+        "campaign_id": campaign_id,
+        "bucket_seconds": bucket_seconds,
+        "points": [_point_json(p) for p in points],
+    }

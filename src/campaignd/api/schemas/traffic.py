@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from campaignd.api.schemas.common import IdField, RequestBody
+from campaignd.domain.http_rules import HttpRuleError, check_headers, normalize_path
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 Name = Field(min_length=1, max_length=200)
@@ -14,11 +16,24 @@ HeaderMap = dict[str, str]
 URL_PATTERN = r"^https?://[^\s/]+"
 
 
-def _no_line_breaks(headers: HeaderMap | None) -> HeaderMap | None:
-    for name, value in (headers or {}).items():
-        if any(c in name + value for c in "\r\n\0") or not name.strip():
-            raise ValueError(f"header {name!r} must be non-empty and free of line breaks")
-    return headers
+MAX_DURATION_MINUTES = 525_600  # one year
+
+
+def _sendable_headers(headers: HeaderMap | None) -> HeaderMap | None:
+    return check_headers(headers)
+
+
+def target_url_path(value: str | None) -> str | None:
+    """Refuse a target whose path could not start a request line as written."""
+    if value is None:
+        return value
+    try:
+        path = urlsplit(value.strip()).path
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL: {exc}") from None
+    if normalize_path(path, base=True) != path:
+        raise HttpRuleError("the path of target_url must percent-encode non-ASCII characters")
+    return value
 
 
 class ProfileRequest(RequestBody):
@@ -37,13 +52,9 @@ class ProfileRequest(RequestBody):
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must start with '/'")
-        if any(c in value for c in "\r\n "):
-            raise ValueError("must not contain spaces or line breaks")
-        return value
+        return normalize_path(value)
 
-    _headers = field_validator("headers")(staticmethod(_no_line_breaks))
+    _headers = field_validator("headers")(staticmethod(_sendable_headers))
 
 
 class ProfileCreate(RequestBody):
@@ -52,7 +63,7 @@ class ProfileCreate(RequestBody):
     headers: HeaderMap | None = None
     think_time_ms: int = Field(default=0, ge=0, le=3_600_000)
 
-    _headers = field_validator("headers")(staticmethod(_no_line_breaks))
+    _headers = field_validator("headers")(staticmethod(_sendable_headers))
 
 
 class ProfilePatch(RequestBody):
@@ -61,7 +72,7 @@ class ProfilePatch(RequestBody):
     headers: HeaderMap | None = None
     think_time_ms: int | None = Field(default=None, ge=0, le=3_600_000)
 
-    _headers = field_validator("headers")(staticmethod(_no_line_breaks))
+    _headers = field_validator("headers")(staticmethod(_sendable_headers))
 
 
 class Profile(BaseModel):
@@ -75,7 +86,9 @@ class Profile(BaseModel):
 
 
 RPM = Field(gt=0, le=60_000_000, description="Requests per minute (open-model arrival rate).")
-DURATION = Field(gt=0, le=525_600, description="Minutes of generation; fractions allowed.")
+DURATION = Field(
+    gt=0, le=MAX_DURATION_MINUTES, description="Minutes of generation; fractions allowed."
+)
 USERS = Field(ge=1, le=1_000_000, description="Virtual users (concurrency ceiling).")
 
 
@@ -83,7 +96,7 @@ class Stage(BaseModel):
     """Ramp the rate linearly from the previous target to `target_rpm` over the stage."""
 
     model_config = ConfigDict(extra="forbid")
-    duration_minutes: float = Field(gt=0, le=525_600)
+    duration_minutes: float = Field(gt=0, le=MAX_DURATION_MINUTES)
     target_rpm: float = Field(ge=0, le=60_000_000)
 
 
@@ -97,8 +110,15 @@ STAGES = Field(
 )
 
 
-def _stage_minutes(stages: list[Stage]) -> float:
-    return sum(s.duration_minutes for s in stages)
+def stage_minutes(stages: list[Stage]) -> float:
+    """The stages' total duration, refused past the same one-year cap as duration_minutes."""
+    total = sum(s.duration_minutes for s in stages)
+    if total > MAX_DURATION_MINUTES:
+        raise ValueError(
+            f"the stages add up to {total:g} minutes; together they may last at most "
+            f"{MAX_DURATION_MINUTES} minutes (one year)"
+        )
+    return total
 
 
 class TrafficCampaignCreate(RequestBody):
@@ -109,16 +129,21 @@ class TrafficCampaignCreate(RequestBody):
     user_profile_ids: list[IdField] = Field(min_length=1, max_length=100)
     requests_per_minute: float = RPM
     duration_minutes: float | None = Field(
-        default=None, gt=0, le=525_600, description="Minutes of generation; fractions allowed."
+        default=None,
+        gt=0,
+        le=MAX_DURATION_MINUTES,
+        description="Minutes of generation; fractions allowed.",
     )
     total_users: int = USERS
     request_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     stages: list[Stage] | None = STAGES
 
+    _target = field_validator("target_url")(staticmethod(target_url_path))
+
     @model_validator(mode="after")
     def _duration(self) -> TrafficCampaignCreate:
         if self.stages:
-            self.duration_minutes = _stage_minutes(self.stages)
+            self.duration_minutes = stage_minutes(self.stages)
         elif self.duration_minutes is None:
             raise ValueError("duration_minutes is required unless stages are given")
         return self
@@ -129,15 +154,17 @@ class TrafficCampaignPatch(RequestBody):
     target_url: str | None = Field(default=None, min_length=1, max_length=2000, pattern=URL_PATTERN)
     user_profile_ids: list[IdField] | None = Field(default=None, min_length=1, max_length=100)
     requests_per_minute: float | None = Field(default=None, gt=0, le=60_000_000)
-    duration_minutes: float | None = Field(default=None, gt=0, le=525_600)
+    duration_minutes: float | None = Field(default=None, gt=0, le=MAX_DURATION_MINUTES)
     total_users: int | None = Field(default=None, ge=1, le=1_000_000)
     request_timeout_seconds: float | None = Field(default=None, gt=0, le=600)
     stages: list[Stage] | None = STAGES
 
+    _target = field_validator("target_url")(staticmethod(target_url_path))
+
     @model_validator(mode="after")
     def _duration(self) -> TrafficCampaignPatch:
         if self.stages:
-            self.duration_minutes = _stage_minutes(self.stages)
+            self.duration_minutes = stage_minutes(self.stages)
         return self
 
 
@@ -152,6 +179,7 @@ class TrafficCampaign(BaseModel):
     request_timeout_seconds: float
     stages: list[Stage] | None = None
     status: str
+    last_error: str | None = None
     traffic_generation_active: bool
     thread_id: str | None
     start_time: str | None
@@ -163,11 +191,17 @@ class GenerateRequest(BaseModel):
     campaign_id: IdField
 
 
+class ProfileRef(BaseModel):
+    id: int
+    name: str
+
+
 class GenerateConfig(BaseModel):
     requests_per_minute: float
     duration_minutes: float
     total_users: int
-    profiles: list[dict[str, Any]]
+    profiles: int = Field(description="How many profiles the campaign uses (as in the seed).")
+    profile_list: list[ProfileRef]
     stages: list[Stage] | None = None
 
 

@@ -82,9 +82,10 @@ function trafficReport(r) {
       <section class="charts">
         <div id="chart-a" class="chart-box"></div><div id="chart-b" class="chart-box"></div>
       </section>
-      ${table("Over time (per second)", ["At", "Requests", "Failed", "Dropped", "rpm", "Target rpm", "p50 ms", "p99 ms"],
+      ${table(r.bucket_seconds ? `Over time (per ${r.bucket_seconds} s; latency: the highest window's)` : "Over time (per second)",
+        ["At", "Requests", "Failed", "Dropped", "rpm", "Target rpm", "p50 ms", "p99 ms", "Max ms"],
         w.slice(-SHOWN_ROWS).reverse().map((p) => [
-          time(p.at), p.requests, p.failed, p.dropped, p.rpm.toFixed(0), p.target_rpm, ms(p.p50_ms), ms(p.p99_ms),
+          time(p.at), p.requests, p.failed, p.dropped, p.rpm.toFixed(0), p.target_rpm, ms(p.p50_ms), ms(p.p99_ms), ms(p.max_ms),
         ]))}`,
     charts() {
       trafficCharts(document.getElementById("chart-a"), document.getElementById("chart-b"), w);
