@@ -447,7 +447,10 @@ class MessageRunner:
             self._failures_in_a_row = 0
         else:
             self.failed += 1
-            self._failures_in_a_row += 1
+            # Only the far end's failures (refused, timed out, unreachable) say the channel is
+            # broken; one recipient's unsendable data (no attempt made) says nothing about it.
+            if outcome.attempts > 0:
+                self._failures_in_a_row += 1
             if 0 < self.failure_limit <= self._failures_in_a_row and self.outcome is None:
                 self._pause_for_failures(outcome.error)
         self._results.append(outcome)
