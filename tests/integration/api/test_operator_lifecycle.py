@@ -127,7 +127,11 @@ async def test_blank_names_are_refused_in_words_and_names_are_stripped(
             "like http://127.0.0.1:9000.",
         ),
         ({"user_profile_ids": []}, "user_profile_ids", "Choose at least one user profile."),
-        ({"requests_per_minute": 0}, "requests_per_minute", "Requests per minute must be more than 0."),
+        (
+            {"requests_per_minute": 0},
+            "requests_per_minute",
+            "Requests per minute must be more than 0.",
+        ),
         ({"total_users": "many"}, "total_users", "Virtual users must be a whole number."),
         ({"target_url": None}, "target_url", "Target URL must be text."),
     ],
