@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 - the page really shows en dashes and multiplication signs
 """The operator's everyday UI (issue 15), in Debian's Chromium against the real server:
 errors in words beside their fields, one request per click, why things fail, what is running,
 the whole lifecycle (edit, clone, archive, delete), tokens, downloads and small screens.
