@@ -203,7 +203,7 @@ def test_traffic_monitor_one_click_one_request_reasons_and_figures(
     assert _stat(page, "Current rpm") != "–"
     page.locator('dt:text-is("Average rpm (whole run)")').wait_for()
     titles = page.locator(".chart-title").all_inner_texts()
-    assert titles[:2] == ["Requests per minute: achieved and target", "Latency p50 and p99"]
+    assert titles[:2] == ["Requests per minute: achieved and target", "Latency p50 and p99 (ms)"]
     assert titles[2] == "Busy users (concurrency)"
     assert page.locator("#chart-a text.time").count() == 3  # a time axis: start, middle, end
     ticks = page.locator("#chart-a text.axis:not(.time):not(.unit)").evaluate_all(
@@ -297,7 +297,7 @@ def test_a_draft_is_edited_in_full_cloned_archived_and_deleted(
     page.get_by_label("Name", exact=True).fill("edited draft")
     page.get_by_label("Account", exact=True).select_option(label="mailer – SMTP (e-mail)")
     page.get_by_label("Subject").fill("Hello {{ external_id }}")
-    page.get_by_label("Limit (at most this many recipients)").fill("3")
+    page.get_by_label("Limit", exact=True).fill("3")
     page.get_by_text("Segment (who in the audience gets it)").click()
     page.get_by_role("button", name="Add a condition").click()
     page.get_by_label("Attribute", exact=True).fill("n")

@@ -1,6 +1,6 @@
 // Hash routes to views; each view gets an AbortSignal so its polling stops on navigation.
 import { hasToken, onSignInNeeded, setToken, signOut } from "./api.js";
-import { esc, render, setTitle } from "./dom.js";
+import { esc, markWideTables, render, setTitle } from "./dom.js";
 import { editMessageView, editTrafficView, newMessageView, newTrafficView } from "./editor.js";
 import { listView } from "./list.js";
 import { monitorView } from "./monitor.js";
@@ -19,7 +19,7 @@ const ROUTES = [
   [/^#\/messages\/(\d+)\/edit$/, "list", (m) => editMessageView(Number(m[1]))],
   [/^#\/setup$/, "setup", () => setupView()],
   [/^#\/(traffic|messages)\/(\d+)$/, "list", (m, signal) => monitorView(m[1], Number(m[2]), signal)],
-  [/^#\/(traffic|messages)\/(\d+)\/report$/, "list", (m) => reportView(m[1], Number(m[2]))],
+  [/^#\/(traffic|messages)\/(\d+)\/report$/, "list", (m, signal) => reportView(m[1], Number(m[2]), signal)],
 ];
 
 function markCurrent(section) {
@@ -88,6 +88,16 @@ async function route() {
 document.getElementById("sign-out").addEventListener("click", () => {
   signOut();
   showSignIn("Signed out.");
+});
+
+// After a resize, charts are drawn again at their new width and wide tables say so.
+let resizing;
+window.addEventListener("resize", () => {
+  clearTimeout(resizing);
+  resizing = setTimeout(() => {
+    markWideTables();
+    window.dispatchEvent(new Event("campaignd:redraw"));
+  }, 150);
 });
 
 window.addEventListener("hashchange", route);

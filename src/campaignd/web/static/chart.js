@@ -31,7 +31,7 @@ function clock(at) {
   return new Date(at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
-export function lineChart(container, { title, series, unit = "", times = [], integer = false, empty }) {
+export function lineChart(container, { title, series, unit = "", times = [], integer = false, note }) {
   const width = Math.max(280, Math.round(container.clientWidth || 600) - 16);
   const height = width < 420 ? 190 : 220;
   const left = 48, right = 12, top = 10, bottom = 30;
@@ -41,16 +41,16 @@ export function lineChart(container, { title, series, unit = "", times = [], int
   heading.textContent = title;
   const svg = el("svg", {
     viewBox: `0 0 ${width} ${height}`, width, height, role: "img", class: "chart",
-    "aria-label": title,
   });
   svg.appendChild(el("title", {})).textContent = title;
+  const explain = note ? Object.assign(document.createElement("p"), { className: "hint", textContent: note }) : null;
   const plotW = width - left - right, plotH = height - top - bottom;
   svg.appendChild(el("line", { x1: left, x2: width - right, y1: top + plotH, y2: top + plotH, class: "axis-line" }));
   if (!values.length) {
-    const note = el("text", { x: left + plotW / 2, y: top + plotH / 2, class: "empty", "text-anchor": "middle" });
-    note.textContent = empty || "No data yet";
-    svg.appendChild(note);
-    container.replaceChildren(heading, svg);
+    const empty = el("text", { x: left + plotW / 2, y: top + plotH / 2, class: "empty", "text-anchor": "middle" });
+    empty.textContent = "No data yet";
+    svg.appendChild(empty);
+    container.replaceChildren(heading, svg, ...(explain ? [explain] : []));
     container.dataset.empty = "true";
     return;
   }
@@ -116,7 +116,7 @@ export function trafficCharts(boxes, points) {
     ],
   });
   lineChart(boxes.latency, {
-    title: "Latency p50 and p99", unit: "ms", times,
+    title: "Latency p50 and p99 (ms)", times,
     series: [
       { name: "p50", values: points.map((p) => p.p50_ms) },
       { name: "p99", values: points.map((p) => p.p99_ms) },
@@ -125,7 +125,7 @@ export function trafficCharts(boxes, points) {
   if (boxes.users) {
     lineChart(boxes.users, {
       title: "Busy users (concurrency)", times, integer: true,
-      empty: hasBusyUsers(points) || !points.length ? "No data yet" : "No data yet: this service does not report busy users",
+      note: hasBusyUsers(points) || !points.length ? null : "This service does not report busy users yet.",
       series: hasBusyUsers(points) ? [{ name: "busy users", values: points.map((p) => p.busy_users ?? null) }] : [],
     });
   }

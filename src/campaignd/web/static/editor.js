@@ -183,8 +183,9 @@ async function messageForm(campaign) {
         <p id="m-preview-for"></p>
         <pre id="m-preview"></pre>
       </section>
-      <label for="m-limit">Limit (at most this many recipients)</label>
-      <input id="m-limit" name="limit" data-field="limit" type="number" min="0" step="1" required value="${esc(c.limit)}">
+      <label for="m-limit">Limit</label>
+      <input id="m-limit" name="limit" data-field="limit" type="number" min="0" step="1" required value="${esc(c.limit)}" aria-describedby="m-limit-hint">
+      <p class="hint" id="m-limit-hint">At most this many recipients get the message.</p>
       <label for="m-rate">Rate (messages per minute, empty for no limit)</label>
       <input id="m-rate" name="rate_per_minute" data-field="rate_per_minute" type="number" min="0.001" step="any" value="${esc(c.rate_per_minute)}">
       <label for="m-failures">Pause after this many failures in a row (empty: the service's default, 50; 0: never)</label>

@@ -126,7 +126,7 @@ ${content.innerHTML}</main>
 </body></html>`;
 }
 
-export async function reportView(kindName, id) {
+export async function reportView(kindName, id, signal) {
   const base = kindName === "traffic"
     ? `/api/traffic/campaigns/${id}/report` : `/api/campaigns/${id}/report`;
   const params = kindName === "traffic" ? {} : { bucket_seconds: await bucketFor(id) };
@@ -149,6 +149,7 @@ export async function reportView(kindName, id) {
     ${page.body}
     </div>`);
   page.charts();
+  window.addEventListener("campaignd:redraw", () => page.charts(), { signal });
   const save = (button, format, name) => () => whilePending(button, async () => {
     showError("download-error", null);
     try {
