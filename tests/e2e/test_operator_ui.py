@@ -275,6 +275,10 @@ def test_message_monitor_warns_pauses_on_failures_and_says_why(
     page.get_by_text("Everyone this campaign can reach has the message.").wait_for()
     assert page.get_by_role("button", name="Resume").count() == 0
     _shoot_both(page, "message-monitor-completed")
+    page.get_by_role("link", name="Full report").click()
+    page.get_by_role("heading", name="Report: done").wait_for()
+    assert page.title() == "Report: done – campaignd"
+    _shoot_both(page, "message-report")
 
 
 # 13: full editing of drafts, clone, archive, delete; refusals in words ----------------------
