@@ -86,7 +86,9 @@ class TemplateChecker:
             for attempt in (1, 2):
                 pool = self._current_pool()
                 try:
-                    future = asyncio.wrap_future(pool.submit(call, *args))
+                    # submit() may start the worker processes: a spawn is too slow for the loop.
+                    submitted = await asyncio.to_thread(pool.submit, call, *args)
+                    future = asyncio.wrap_future(submitted)
                     self._started.update(_processes(pool))
                     status, value, context = await asyncio.wait_for(future, self.task_seconds)
                 except TimeoutError:
