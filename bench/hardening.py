@@ -129,7 +129,7 @@ def black_hole_phase(client: httpx.Client, port: int, users: int, seconds: float
     profile = client.post(
         "/api/traffic/profiles", json={"name": "hole", "requests": [{"path": "/"}]}
     ).json()["id"]
-    campaign = client.post(
+    created = client.post(
         "/api/traffic/campaigns",
         json={
             "name": "black hole",
@@ -140,9 +140,12 @@ def black_hole_phase(client: httpx.Client, port: int, users: int, seconds: float
             "total_users": users,
             "request_timeout_seconds": 30,
         },
-    ).json()["id"]
+    )
+    campaign = created.json()["id"]
     client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "running"})
-    client.post("/api/traffic/generate", json={"campaign_id": campaign})
+    generate = client.post("/api/traffic/generate", json={"campaign_id": campaign})
+    if generate.status_code != 200:
+        return f"generate answered {generate.status_code}: {generate.text[:300]}"
     time.sleep(seconds)
     started = time.perf_counter()
     stop = client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "stopped"})
