@@ -406,7 +406,15 @@ def test_a_failed_csv_import_leaves_no_empty_audience(
         assert "the audience was not created" in _field_error(page, "aud-file").lower()
     with ui_server.client() as client:
         names = [a["name"] for a in client.get("/api/audiences").json()]
-    assert "no address" not in names and "binary" not in names
+        assert "no address" not in names and "binary" not in names
+        client.post("/api/audiences", json={"name": "aaa empty"})
+        _messages(client, CountingTarget(), "filled", 1)
+    # An empty audience is never the editor's default choice.
+    _open(page, ui_server, "#/messages/new", "New message campaign")
+    chosen = page.locator("#m-audience option:checked")
+    assert int(chosen.get_attribute("data-count") or 0) > 0, chosen.inner_text()
+    page.get_by_label("Audience", exact=True).select_option(label="aaa empty (no contacts)")
+    page.get_by_text("This audience has no contacts").wait_for()
 
 
 # 12: a token: sign in, downloads that carry it, sign out ------------------------------------
