@@ -91,7 +91,7 @@ def test_other_authorization_values_stay_401(guarded: ServiceProcess, header: st
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("DELETE", "/api/audiences/3", "GET"),
+        ("PUT", "/api/audiences/3", "GET, DELETE"),
         ("PUT", "/api/accounts/2", "GET, PATCH, DELETE"),
         ("DELETE", "/healthz", "GET"),
         ("PUT", "/unsubscribe/1/1/x", "GET, POST"),
