@@ -76,6 +76,8 @@ export async function newMessageView() {
       <input id="m-limit" name="limit" type="number" min="0" step="1" required value="100">
       <label for="m-rate">Rate (messages per minute, empty for no limit)</label>
       <input id="m-rate" name="rate_per_minute" type="number" min="0.001" step="any">
+      <label class="check"><input type="checkbox" name="track_links"> Track links
+        (rewrite links to count clicks)</label>
       <button type="submit">Create campaign</button>
       <p id="message-error" class="error" role="alert" hidden></p>
     </form>`);
@@ -110,6 +112,7 @@ export async function newMessageView() {
         message: data.message,
         limit: number(data.limit),
         rate_per_minute: number(data.rate_per_minute) ?? null,
+        track_links: data.track_links === "on",
       });
       location.hash = `#/messages/${created.id}`;
     } catch (err) {

@@ -2,6 +2,7 @@
 import { api } from "./api.js";
 import { messageChart, trafficCharts } from "./chart.js";
 import { badge, esc, number, render, showError } from "./dom.js";
+import { recipientsPanel } from "./recipients.js";
 
 const KINDS = {
   traffic: {
@@ -69,10 +70,31 @@ const KINDS = {
       <label for="edit-message">Message</label>
       <textarea id="edit-message" name="message" rows="4">${esc(c.message)}</textarea>
       <label for="edit-limit">Limit</label>
-      <input id="edit-limit" name="limit" type="number" min="0" step="1" value="${esc(c.limit)}">`,
+      <input id="edit-limit" name="limit" type="number" min="0" step="1" value="${esc(c.limit)}">
+      <label class="check"><input type="checkbox" name="track_links" ${c.track_links ? "checked" : ""}>
+        Track links</label>
+      <fieldset><legend>Test send</legend>
+        <label for="test-to">Test recipients</label>
+        <input id="test-to" name="test_to" placeholder="you@example.com, or an external id">
+        <p class="hint">Sends the message above now, marked as a test; counted nowhere.</p>
+        <button type="button" id="send-test">Send test</button>
+        <p id="test-result" class="hint" role="status" aria-live="polite"></p>
+      </fieldset>`,
     save: (id, data) => api("PATCH", `/api/campaigns/${id}`, {
-      message: data.message, limit: number(data.limit),
+      message: data.message, limit: number(data.limit), track_links: data.track_links === "on",
     }),
+    async sendTest(id, form) {
+      const to = form.test_to.value.split(",").map((s) => s.trim()).filter(Boolean);
+      const body = {
+        addresses: to.filter((t) => t.includes("@")),
+        external_ids: to.filter((t) => !t.includes("@")),
+        message: form.message.value,
+      };
+      const result = await api("POST", `/api/campaigns/${id}/test`, body);
+      const failed = result.results.filter((r) => !r.sent);
+      return `Test sent to ${result.sent} recipient(s)` +
+        (failed.length ? `; not sent: ${failed.map((r) => `${r.address} (${r.error})`).join(", ")}` : ".");
+    },
     charts(container, data) {
       messageChart(container.querySelector("#chart-a"), data.points, "second");
     },
@@ -94,11 +116,18 @@ export async function monitorView(kindName, id, signal) {
     <p class="reports"><a id="report-page" href="#/${kindName}/${id}/report">Full report</a> ·
       download <a id="report-json" href="${reportBase}" download>JSON</a> ·
       <a id="report-csv" href="${reportBase}?format=csv" download>CSV</a></p>
+    ${kindName === "messages" ? `<div class="actions" role="tablist" aria-label="Campaign views">
+      <button type="button" role="tab" id="tab-overview" aria-selected="true" aria-controls="panel-overview">Overview</button>
+      <button type="button" role="tab" id="tab-recipients" aria-selected="false" aria-controls="panel-recipients">Recipients</button>
+    </div>` : ""}
+    <section id="panel-overview" role="tabpanel" aria-labelledby="tab-overview">
     <dl class="stats" id="stats"></dl>
     <section class="charts">
       <div id="chart-a" class="chart-box"></div>
       ${kindName === "traffic" ? '<div id="chart-b" class="chart-box"></div>' : ""}
     </section>
+    </section>
+    <section id="panel-recipients" role="tabpanel" aria-labelledby="tab-recipients" hidden></section>
     <dialog id="edit-dialog" aria-labelledby="edit-title">
       <form id="edit-form" method="dialog" class="form">
         <h2 id="edit-title">Edit campaign</h2>
@@ -147,6 +176,35 @@ export async function monitorView(kindName, id, signal) {
   }
 
   document.getElementById("edit-cancel").addEventListener("click", () => dialog.close());
+  document.getElementById("edit-fields").addEventListener("click", async (event) => {
+    if (event.target.id !== "send-test") return;
+    const note = document.getElementById("test-result");
+    showError("edit-error", null);
+    note.textContent = "Sending…";
+    try {
+      note.textContent = await kind.sendTest(kind.id(current), document.getElementById("edit-form"));
+    } catch (err) {
+      note.textContent = "";
+      showError("edit-error", err);
+    }
+  });
+  let recipients = null;
+  const showTab = (name) => {
+    for (const tab of ["overview", "recipients"]) {
+      const button = document.getElementById(`tab-${tab}`);
+      if (button) button.setAttribute("aria-selected", String(tab === name));
+      document.getElementById(`panel-${tab}`).hidden = tab !== name;
+    }
+    if (name === "recipients") {
+      const panel = document.getElementById("panel-recipients");
+      if (!recipients) recipients = recipientsPanel(panel, id, () => refresh());
+      else recipients.refresh();
+    }
+  };
+  if (kindName === "messages") {
+    document.getElementById("tab-overview").addEventListener("click", () => showTab("overview"));
+    document.getElementById("tab-recipients").addEventListener("click", () => showTab("recipients"));
+  }
   document.getElementById("edit-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = Object.fromEntries(new FormData(event.target).entries());

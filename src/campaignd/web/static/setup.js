@@ -65,7 +65,8 @@ export async function setupView() {
     </section>
     <section class="card">
       <h2>Accounts</h2>
-      <ul id="account-list">${accounts.map((a) => `<li>${esc(a.name)} (${esc(a.channel)}): ${esc(settings(a.config))}</li>`).join("")}</ul>
+      <ul id="account-list">${accounts.map((a) => `<li>${esc(a.name)} (${esc(a.channel)}): ${esc(settings(a.config))}${a.domain_limits
+        ? ` · domain limits ${esc(Object.entries(a.domain_limits).map(([d, r]) => `${d}=${r}/min`).join(", "))}` : ""}</li>`).join("")}</ul>
       <form id="account-form" class="form">
         <label for="acc-name">Account name</label><input id="acc-name" name="name" required>
         <label for="acc-channel">Channel</label>
@@ -75,6 +76,8 @@ export async function setupView() {
         <div id="acc-fields">${channelFields("webhook")}</div>
         <label for="acc-rate">Rate (messages per minute, empty for no limit)</label>
         <input id="acc-rate" name="rate_per_minute" type="number" min="0.001" step="any">
+        <label for="acc-domains">Domain limits (per minute, e.g. gmail.com=600, yahoo.com=300)</label>
+        <input id="acc-domains" name="domain_limits" placeholder="gmail.com=600">
         <button type="submit">Create account</button>
         <p id="account-error" class="error" role="alert" hidden></p>
       </form>
@@ -118,10 +121,16 @@ export async function setupView() {
         else config[name] = name === "port" ? Number(value) : value;
       }
     }
+    const limits = {};
+    for (const pair of (data.domain_limits || "").split(",").map((p) => p.trim()).filter(Boolean)) {
+      const [domain, rate] = pair.split("=").map((p) => p.trim());
+      limits[domain] = Number(rate);
+    }
     try {
       await api("POST", "/api/accounts", {
         name: data.name, channel: data.channel, config,
         rate_per_minute: number(data.rate_per_minute) ?? null,
+        domain_limits: Object.keys(limits).length ? limits : null,
       });
       await setupView();
     } catch (err) { showError("account-error", err); }
