@@ -55,6 +55,11 @@ async def test_the_log_names_claims_in_doubt_and_retry_claims_only_failed_rows(
     }
     assert statuses == {"e0": "sent", "e1": "failed", "e2": "in_doubt", "e3": "in_doubt"}
     assert len(await ops.delivery_page(campaign, "in_doubt", None, 0, 10)) == 2
+    assert [r.external_id for r in await ops.delivery_page(campaign, None, "E1", 0, 10)] == ["e1"]
+    for literal in ("%", "_", "\\", "e%1"):  # searched for as typed, never as a pattern
+        assert await ops.delivery_page(campaign, None, literal, 0, 10) == [], literal
+    page = await ops.delivery_page(campaign, None, None, ids[1], 10)
+    assert [r.external_id for r in page] == ["e2", "e3"]  # keyset: after the cursor
     assert await ops.requeue_failed(campaign, "never") == 1
     assert [r.status for r in await ops.delivery_page(campaign, "retrying", None, 0, 10)] == [
         "retrying"

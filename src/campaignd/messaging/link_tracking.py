@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from campaignd.domain import links
 from campaignd.store.operations_repo import OperationsRepository
 
@@ -17,14 +19,19 @@ class LinkTracker:
         self.base = base_url.rstrip("/")
         self.sign = sign
         self._ids: dict[str, int] = {}
+        self._storing = asyncio.Lock()
 
     async def rewrite(self, text: str, contact_id: int, variant: str | None) -> str:
         found = links.find_links(text, skip_prefix=self.base + "/")
         if not found:
             return text
-        missing = [url for url in found if url not in self._ids]
-        if missing:
-            self._ids.update(await self.repo.link_ids(self.campaign_id, missing))
+        if any(url not in self._ids for url in found):
+            # One store at a time: the first messages of a campaign all carry the same new
+            # links, and 64 workers storing them at once would be 64 write transactions.
+            async with self._storing:
+                missing = [url for url in found if url not in self._ids]
+                if missing:
+                    self._ids.update(await self.repo.link_ids(self.campaign_id, missing))
 
         def tracked(url: str) -> str | None:
             link_id = self._ids.get(url)

@@ -150,6 +150,8 @@ async def test_send(
     summary="Report a bounce (a hard one suppresses; so does the third soft one in 30 days)",
 )
 async def bounce(body: BounceCreate, svc: Services = Depends(services)) -> dict[str, Any]:
+    if not body.address.strip():
+        raise InvalidInput("Field 'address' must be an address.", field="address")
     if body.campaign_id is not None:
         await svc.messaging.get_campaign(body.campaign_id)
     recorded = await svc.message_supervisor.bounces.record(
