@@ -199,6 +199,7 @@ class MessageRunner:
             for task in stuck:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            self._release_deferred()
             self._release_queued()
             # The recorder finishes the write it is in (cancelling it mid-write would lose
             # the batch it holds); _finish then writes whatever is left.
@@ -425,6 +426,9 @@ class MessageRunner:
         return False
 
     def _defer(self, recipient: Recipient, seconds: float) -> None:
+        if self._stop.is_set():  # stopping: given back now, never left to a timer
+            self._release(recipient)
+            return
         contact_id = recipient.contact["id"]
         handle = asyncio.get_running_loop().call_later(seconds, self._undefer, contact_id)
         self._deferred[contact_id] = (handle, recipient)
@@ -509,8 +513,11 @@ class MessageRunner:
         contact = recipient.contact
         domain = domain_of(contact["address"])
         attempts = recipient.attempts + result.attempts
-        if result.domain_busy and not self._stop.is_set():
+        if result.domain_busy:
             recipient.attempts = attempts
+            if self._stop.is_set():  # not a failure: it goes out when the campaign resumes
+                self._release(recipient)
+                return None
             if attempts < MAX_DOMAIN_BUSY_TRIES:
                 now = asyncio.get_running_loop().time()
                 self._defer(recipient, self.domain_throttle.back_off(domain, now))

@@ -10,7 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
-from support.messaging_flow import delivered, make_account, make_audience, make_campaign, wait_for
+from support.messaging_flow import (
+    delivered,
+    make_account,
+    make_audience,
+    make_campaign,
+    wait_for,
+    wait_until,
+)
 from support.service import ServiceProcess
 from support.target import CountingTarget
 
@@ -173,3 +180,29 @@ def test_domain_limits_pace_one_domain_only(client: httpx.Client, smtp_server: A
     gaps = [b - a for a, b in itertools.pairwise(slow)]
     assert min(gaps) >= 0.4, gaps  # 120 per minute: one every 0.5 s
     assert max(fast) < slow[2], "the other domain is not held back by the slow one"
+
+
+def test_stop_while_a_domain_is_held_gives_its_recipients_back(
+    client: httpx.Client, smtp_server: Any
+) -> None:
+    mailbox, port = smtp_server
+    mailbox.refuse_domain["held.test"] = ("452 4.2.2 Over quota for now", 3600)
+    addresses = [f"h{i}@held.test" for i in range(3)] + [f"k{i}@kept.test" for i in range(3)]
+    campaign = make_campaign(
+        client,
+        _smtp_account(client, port),
+        _audience(client, addresses),
+        subject="Hi",
+        message="Hi {{ external_id }}",
+    )
+    client.post(f"/api/campaigns/{campaign}/start")
+    wait_until(lambda: sum(1 for m in mailbox.messages if m["To"].endswith("@kept.test")) == 3)
+    wait_until(lambda: any(a.endswith("@held.test") for _, a, _r in mailbox.rcpts))
+    assert client.post(f"/api/campaigns/{campaign}/stop").status_code == 200
+    view = client.get(f"/api/campaigns/{campaign}").json()
+    assert (view["sent_count"], view["failed_count"], view["sending_count"]) == (3, 0, 0)
+    mailbox.refuse_domain.clear()
+    client.post(f"/api/campaigns/{campaign}/resume")
+    done = wait_for(client, campaign, "completed", timeout=30)
+    assert (done["sent_count"], done["failed_count"]) == (6, 0)
+    assert Counter(m["To"] for m in mailbox.messages) == dict.fromkeys(addresses, 1)
