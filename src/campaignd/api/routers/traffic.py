@@ -35,8 +35,9 @@ def _profile_row(body: ProfileCreate | ProfilePatch) -> dict[str, Any]:
         for k, v in body.model_dump(exclude_unset=True).items()
         if v is not None or k == "headers"
     }
-    if "requests" in data:
-        data["requests"] = [{k: v for k, v in r.items() if v is not None} for r in data["requests"]]
+    if body.requests is not None:
+        # Each request whole, defaults included: a stored request names its method and weight.
+        data["requests"] = [r.model_dump(exclude_none=True) for r in body.requests]
     if "headers" in data and data["headers"] is None:
         data["headers"] = {}
     return data
