@@ -5,21 +5,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from datetime import datetime
 from typing import Any
 
-from campaignd.domain import lifecycle, segments
-from campaignd.domain.errors import CampaignError, Conflict, IllegalTransition
+from campaignd.domain import lifecycle, links, segments, templates
+from campaignd.domain.errors import (
+    CampaignError,
+    Conflict,
+    IllegalTransition,
+    NotFound,
+    RuleViolation,
+)
 from campaignd.domain.pacing import Pacer
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus, allowed_targets
 from campaignd.engine.guard import TargetGuard
 from campaignd.logs import log_event
+from campaignd.messaging.bounces import BounceRecorder
 from campaignd.messaging.channels import build_channel
+from campaignd.messaging.channels.base import Channel, OutgoingMessage
+from campaignd.messaging.domain_throttle import DomainThrottle
 from campaignd.messaging.ledger_writer import LedgerWriter
-from campaignd.messaging.sender import SHUTDOWN, MessageRunner
+from campaignd.messaging.link_tracking import LinkTracker
+from campaignd.messaging.sender import IN_DOUBT_REASON, SHUTDOWN, MessageRunner
 from campaignd.messaging.template_checker import TemplateChecker
 from campaignd.settings import Settings
 from campaignd.store.messaging_repo import FAILED, SENDING, SENT, MessagingRepository
+from campaignd.store.operations_repo import OperationsRepository
 from campaignd.store.outage import is_unavailable
 from campaignd.store.secrets import SecretBox
 
@@ -74,6 +86,9 @@ class MessageSupervisor:
         self.runners: dict[int, MessageRunner] = {}
         self._campaign_pacers: dict[int, Pacer] = {}
         self._account_pacers: dict[int, Pacer] = {}
+        self._domain_throttles: dict[int, DomainThrottle] = {}
+        self.operations = OperationsRepository(repo.db)
+        self.bounces = BounceRecorder(repo, self.operations, self.forget_reachable)
         self._ledger = LedgerWriter(repo)
         self._lock = asyncio.Lock()
         self._reachable_cache: dict[int, tuple[float, int, int]] = {}
@@ -113,16 +128,26 @@ class MessageSupervisor:
                 await runner.stop(requested.value)
             return previous
 
-    async def _start_runner(self, campaign: dict[str, Any]) -> MessageRunner:
-        account = await self.repo.get_account(campaign["account_id"])
+    def _channel_for(self, account: dict[str, Any]) -> Channel:
         config = {**account["config"], **(self.box.open(account["secrets"]) if self.box else {})}
-        channel = build_channel(
+        return build_channel(
             account["channel"],
             config,
             url_guard=lambda url: self.guard.check(url, field="config.url"),
             host_guard=lambda host, port: self.guard.check_host(host, port),
             log_dir=self.settings.channel_log_dir(),
         )
+
+    def _link_tracker(self, campaign_id: int) -> LinkTracker | None:
+        if self.box is None:
+            return None
+        return LinkTracker(campaign_id, self.operations, self.settings.public_base(), self.box.sign)
+
+    async def _start_runner(self, campaign: dict[str, Any]) -> MessageRunner:
+        account = await self.repo.get_account(campaign["account_id"])
+        channel = self._channel_for(account)
+        throttle = self._domain_throttles.setdefault(account["id"], DomainThrottle())
+        throttle.set_limits(account.get("domain_limits"))
         account_pacer = self._account_pacers.setdefault(
             account["id"], Pacer(account.get("rate_per_minute"))
         )
@@ -141,6 +166,9 @@ class MessageSupervisor:
             unsubscribe_url=self.unsubscribe_url if self.box is not None else None,
             ledger=self._ledger,
             max_consecutive_failures=self.settings.max_consecutive_failures,
+            domain_throttle=throttle,
+            link_tracker=self._link_tracker(campaign["id"]),
+            on_bounce=self.bounces.from_channel,
         )
         self.runners[campaign["id"]] = runner
         await runner.start()
@@ -150,8 +178,157 @@ class MessageSupervisor:
         """A link the recipient can follow (or POST to, RFC 8058) to stop all messages."""
         assert self.box is not None
         token = self.box.sign(f"unsubscribe:{campaign_id}:{contact_id}")
-        base = self.settings.public_url.rstrip("/")
+        base = self.settings.public_base()
         return f"{base}/unsubscribe/{campaign_id}/{contact_id}/{token}"
+
+    def account_edited(self, account: dict[str, Any]) -> None:
+        """A running campaign of the account takes its new domain limits at once."""
+        throttle = self._domain_throttles.get(account["id"])
+        if throttle is not None:
+            throttle.set_limits(account.get("domain_limits"))
+
+    async def check_follow_up(self, audience_id: int, conditions: list[dict[str, Any]]) -> None:
+        """A follow-up names an existing campaign sent to the same audience."""
+        for other_id in segments.referenced_campaigns(conditions):
+            try:
+                other = await self.repo.get_campaign(other_id)
+            except NotFound:
+                raise RuleViolation(
+                    f"The segment follows up campaign {other_id}, which does not exist.",
+                    field="segment",
+                    campaign_id=other_id,
+                ) from None
+            if other["audience_id"] != audience_id:
+                raise RuleViolation(
+                    f"Campaign {other_id} went to audience {other['audience_id']}; a follow-up "
+                    f"must use the same audience ({audience_id}).",
+                    field="segment",
+                    campaign_id=other_id,
+                )
+
+    async def retry_failed(self, campaign_id: int) -> dict[str, Any]:
+        """Give every failed recipient one more try at the campaign's rate.
+
+        A sending campaign picks them up at once; a completed one runs again; a stopped or
+        paused one sends them when it is resumed. Failures settled "in doubt" (SMTP after a
+        crash) may have been delivered, so they are not retried.
+        """
+        async with self._lock:
+            campaign = await self.repo.get_campaign(campaign_id)
+            requeued = await self.operations.requeue_failed(campaign_id, IN_DOUBT_REASON)
+            self.forget_reachable()
+            runner = self.runner(campaign_id)
+            status = S(campaign["status"])
+            if runner is not None:
+                runner.rescan()
+            elif requeued and status is S.COMPLETED:
+                await self.repo.transition(campaign_id, S.RUNNING, Actor.OPERATOR)
+                await self._start_runner(await self.repo.get_campaign(campaign_id))
+                status = S.RUNNING
+        log_event("messages.retry_failed", campaign_id=campaign_id, requeued=requeued)
+        return {"campaign_id": campaign_id, "requeued": requeued, "status": status.value}
+
+    async def send_test(
+        self,
+        campaign_id: int,
+        *,
+        addresses: list[str],
+        external_ids: list[str],
+        message: str | None = None,
+    ) -> dict[str, Any]:
+        """Send the campaign's message now to these recipients, as a test: no ledger, no counts.
+
+        A known contact (by external id, or by address within the audience) gets the message
+        rendered with their data; any other address gets it with the audience's first contact
+        as sample data. Suppressed addresses are skipped.
+        """
+        campaign = await self.repo.get_campaign(campaign_id)
+        account = await self.repo.get_account(campaign["account_id"])
+        template = message if message is not None else campaign["message"]
+        sample = await self.sample_contact(campaign["audience_id"])
+        await self.templates.check(template, "message", sample)
+        known = await self.operations.audience_contacts(
+            campaign["audience_id"], external_ids=external_ids, addresses=addresses
+        )
+        missing = sorted(set(external_ids) - {c["external_id"] for c in known})
+        if missing:
+            raise RuleViolation(
+                f"The campaign's audience has no contact '{missing[0]}'.",
+                field="external_ids",
+                external_ids=missing,
+            )
+        by_address = {c["address"].strip().lower(): c for c in known}
+        recipients = [c for c in known if c["external_id"] in set(external_ids)]
+        for address in addresses:
+            contact = by_address.get(address.strip().lower())
+            if contact is None:
+                attributes = dict((sample or {}).get("attributes") or {})
+                contact = {
+                    "id": links.TEST_CONTACT,
+                    "external_id": "test",
+                    "address": address,
+                    "attributes": attributes,
+                }
+            if contact not in recipients:
+                recipients.append(contact)
+        suppressed = await self.operations.suppressed_among([c["address"] for c in recipients])
+        channel = self._channel_for(account)
+        tracker = self._link_tracker(campaign_id) if campaign.get("track_links") else None
+        test_id = uuid.uuid4().hex[:12]
+        results: list[dict[str, Any]] = []
+        try:
+            for contact in recipients:
+                address = contact["address"]
+                if address.strip().lower() in suppressed:
+                    results.append({"address": address, "sent": False, "error": "suppressed"})
+                    continue
+                results.append(
+                    await self._send_one_test(
+                        campaign, channel, tracker, template, contact, test_id
+                    )
+                )
+        finally:
+            await channel.close()
+        sent = sum(1 for r in results if r["sent"])
+        log_event("messages.test_sent", campaign_id=campaign_id, sent=sent, tried=len(results))
+        return {"sent": sent, "results": results}
+
+    async def _send_one_test(
+        self,
+        campaign: dict[str, Any],
+        channel: Channel,
+        tracker: LinkTracker | None,
+        template: str,
+        contact: dict[str, Any],
+        test_id: str,
+    ) -> dict[str, Any]:
+        # Links in a test lead where the real ones do, and count nothing (links.TEST_CONTACT).
+        attributes = {
+            **(contact.get("attributes") or {}),
+            "unsubscribe_url": f"{self.settings.public_base()}/unsubscribe/test",
+        }
+        data = {**contact, "attributes": attributes}
+        try:
+            text = templates.render(template, data)
+            subject = (
+                templates.render(campaign["subject"], data) if campaign.get("subject") else None
+            )
+        except Exception as exc:
+            return {"address": contact["address"], "sent": False, "error": f"template: {exc}"}
+        if tracker is not None:
+            text = await tracker.rewrite(text, links.TEST_CONTACT, None)
+        result = await channel.send(
+            OutgoingMessage(
+                campaign_id=campaign["id"],
+                contact_id=links.TEST_CONTACT,
+                external_id=contact["external_id"],
+                address=contact["address"],
+                text=text,
+                subject=subject,
+                test_id=test_id,
+            )
+        )
+        return {"address": contact["address"], "sent": result.ok, "error": result.error}
 
     def _on_exit(self, runner: MessageRunner) -> None:
         if self.runners.get(runner.campaign_id) is runner:
@@ -272,11 +449,12 @@ class MessageSupervisor:
         if segments.stored_problem(row.get("segment")) is not None:
             return 0
         conditions = segments.validate(row.get("segment"))
-        if not conditions:
-            return await self.repo.count_eligible(row["id"], row["audience_id"])
+        follow_up = segments.engagement_conditions(conditions)
+        if len(follow_up) == len(conditions):
+            return await self.repo.count_eligible(row["id"], row["audience_id"], follow_up)
         value, after = 0, 0
         while True:
-            page = await self.repo.candidates(row["id"], row["audience_id"], after, 5000)
+            page = await self.repo.candidates(row["id"], row["audience_id"], after, 5000, follow_up)
             if not page:
                 return value
             value += sum(1 for contact in page if segments.matches(conditions, contact))

@@ -7,18 +7,21 @@ import contextlib
 import logging
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from campaignd.domain import ab_test, segments, templates, variants, windows
+from campaignd.domain.domains import domain_of
 from campaignd.domain.errors import CampaignError, RuleViolation
 from campaignd.domain.pacing import Pacer
 from campaignd.domain.statuses import Actor, CampaignStatus
 from campaignd.logs import log_event
-from campaignd.messaging.channels.base import Channel, OutgoingMessage
+from campaignd.messaging.channels.base import Channel, OutgoingMessage, SendResult
+from campaignd.messaging.domain_throttle import DomainThrottle
 from campaignd.messaging.ledger_writer import LedgerWriter
+from campaignd.messaging.link_tracking import LinkTracker
 from campaignd.store.messaging_repo import (
     SENT,
     DeliveryOutcome,
@@ -37,12 +40,19 @@ REFRESH_SECONDS = 0.5
 DRAIN_SECONDS = 5.0
 CLAIM_AHEAD_SECONDS = 10.0
 PROGRESS_POLL_SECONDS = 0.5
+# A recipient whose domain keeps saying "try later" fails after this many tries.
+MAX_DOMAIN_BUSY_TRIES = 12
+
+# (address, "hard"|"soft", reason, campaign id): a bounce the channel reported.
+BounceHook = Callable[[str, str, str | None, int], Awaitable[None]]
 
 
 @dataclass(slots=True)
 class Recipient:
     contact: dict[str, Any]
     variant: str | None
+    attempts: int = 0  # tries its domain answered "later" to
+    domain_slot: bool = False  # a slot of its domain's limit is already reserved for it
 
 
 class MessageRunner:
@@ -64,6 +74,9 @@ class MessageRunner:
         unsubscribe_url: Callable[[int, int], str] | None = None,
         ledger: LedgerWriter | None = None,
         max_consecutive_failures: int = 0,
+        domain_throttle: DomainThrottle | None = None,
+        link_tracker: LinkTracker | None = None,
+        on_bounce: BounceHook | None = None,
     ) -> None:
         self.campaign_id: int = campaign["id"]
         self.runner_id = f"sender-{self.campaign_id}-{uuid.uuid4().hex[:8]}"
@@ -97,6 +110,14 @@ class MessageRunner:
         self._task: asyncio.Task[None] | None = None
         self._database_down = False
         self._audience_id: int = campaign["audience_id"]
+        self._follow_up: list[dict[str, Any]] = []
+        self._rescan = False
+        self.domain_throttle = domain_throttle or DomainThrottle()
+        self.link_tracker = link_tracker
+        self._on_bounce = on_bounce
+        # Recipients waiting for their domain (limit or back-off): still claimed, not queued.
+        self._deferred: dict[int, tuple[asyncio.TimerHandle, Recipient]] = {}
+        self._undeferred: list[Recipient] = []
         self.ab_test: dict[str, Any] | None = campaign.get("ab_test")
         self.winner: str | None = campaign.get("ab_winner")
         self.sample_done_at = _parse_time(campaign.get("ab_sample_done_at"))
@@ -123,6 +144,7 @@ class MessageRunner:
         self.send_window: dict[str, str] | None = campaign.get("send_window")
         own = campaign.get("max_consecutive_failures")
         self.failure_limit: int = self._default_failure_limit if own is None else int(own)
+        self.track_links = bool(campaign.get("track_links"))
         self.campaign_pacer.set_rate(campaign.get("rate_per_minute"))
         self._progress.set()
 
@@ -140,6 +162,11 @@ class MessageRunner:
             limit=self.limit,
         )
 
+    def rescan(self) -> None:
+        """Recipients became eligible again (retry-failed): look through the audience again."""
+        self._rescan = True
+        self._progress.set()
+
     async def stop(self, reason: str = "stopped") -> None:
         """Stop claiming, let in-flight sends finish (bounded), release what was not sent."""
         self._stop_reason = reason
@@ -155,6 +182,7 @@ class MessageRunner:
         error: BaseException | None = None
         try:
             self.segment = _usable_segment(self._stored_segment)
+            self._follow_up = segments.engagement_conditions(self.segment)
             await self._requeue_in_doubt()
             await self._produce()
         except Exception as exc:
@@ -169,6 +197,7 @@ class MessageRunner:
             )
         finally:
             self._stop.set()
+            self._release_deferred()
             self._release_queued()
             for _ in workers:
                 self._queue.put_nowait(None)
@@ -176,6 +205,7 @@ class MessageRunner:
             for task in stuck:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            self._release_deferred()
             self._release_queued()
             # The recorder finishes the write it is in (cancelling it mid-write would lose
             # the batch it holds); _finish then writes whatever is left.
@@ -214,11 +244,16 @@ class MessageRunner:
         cursor = 0
         exhausted = False
         while not self._stop.is_set():
+            if self._rescan:
+                self._rescan, cursor, exhausted = False, 0, False
             window = self._claim_window()
             room = self.limit - self.sent - self._outstanding
-            if self._outstanding > window // 2:  # refill in chunks, not one claim per send
-                room = 0
-            room = min(room, window - self._outstanding)
+            # Recipients waiting for a throttled domain do not hold up other domains' claims,
+            # up to a bound.
+            waiting = self._outstanding - len(self._deferred)
+            if waiting > window // 2 or len(self._deferred) >= 4 * self.claim_batch:
+                room = 0  # refill in chunks, not one claim per send
+            room = min(room, window - waiting)
             if room > 0 and not exhausted:
                 try:
                     batch = await self._claim(cursor, min(room, self.claim_batch))
@@ -312,7 +347,9 @@ class MessageRunner:
     async def _claim(self, cursor: int, wanted: int) -> tuple[int, list[Recipient]] | None:
         """Claim up to `wanted` recipients after `cursor`; None when the audience is exhausted."""
         while True:
-            rows = await self.repo.candidates(self.campaign_id, self._audience_id, cursor, wanted)
+            rows = await self.repo.candidates(
+                self.campaign_id, self._audience_id, cursor, wanted, self._follow_up
+            )
             if not rows:
                 return None
             cursor = rows[-1]["id"]
@@ -347,7 +384,10 @@ class MessageRunner:
 
     async def _work(self) -> None:
         while True:
-            recipient = await self._queue.get()
+            if self._undeferred:
+                recipient: Recipient | None = self._undeferred.pop()
+            else:
+                recipient = await self._queue.get()
             if recipient is None:
                 return
             try:
@@ -358,7 +398,9 @@ class MessageRunner:
                 self._settle(outcome)
 
     async def _deliver(self, recipient: Recipient) -> DeliveryOutcome | None:
-        """Wait for a send slot and send; None when the recipient was released instead."""
+        """Wait for a send slot and send; None when the recipient was released or deferred."""
+        if not self._domain_ready(recipient):
+            return None
         # One worker at a time waits for the next slot, so slots are taken just in time
         # and a rate or limit edit applies to the very next message.
         async with self._pace_lock:
@@ -374,6 +416,51 @@ class MessageRunner:
             return await self._send(recipient)
         finally:
             self._in_send -= 1
+
+    def _domain_ready(self, recipient: Recipient) -> bool:
+        """True when the recipient's domain may take it now; else it waits aside, still claimed."""
+        domain = domain_of(recipient.contact["address"])
+        now = asyncio.get_running_loop().time()
+        if recipient.domain_slot:
+            wait = self.domain_throttle.held_for(domain, now)
+            recipient.domain_slot = wait <= 0
+        else:
+            wait, recipient.domain_slot = self.domain_throttle.reserve(domain, now)
+        if wait <= 0:
+            recipient.domain_slot = False
+            return True
+        self._defer(recipient, wait)
+        return False
+
+    def _defer(self, recipient: Recipient, seconds: float) -> None:
+        if self._stop.is_set():  # stopping: given back now, never left to a timer
+            self._release(recipient)
+            return
+        contact_id = recipient.contact["id"]
+        handle = asyncio.get_running_loop().call_later(seconds, self._undefer, contact_id)
+        self._deferred[contact_id] = (handle, recipient)
+
+    def _undefer(self, contact_id: int) -> None:
+        entry = self._deferred.pop(contact_id, None)
+        if entry is None:
+            return
+        recipient = entry[1]
+        if self._stop.is_set():
+            self._release(recipient)
+            return
+        try:
+            self._queue.put_nowait(recipient)
+        except asyncio.QueueFull:  # workers take these first once the queue has room
+            self._undeferred.append(recipient)
+
+    def _release_deferred(self) -> None:
+        for handle, recipient in self._deferred.values():
+            handle.cancel()
+            self._release(recipient)
+        self._deferred.clear()
+        for recipient in self._undeferred:
+            self._release(recipient)
+        self._undeferred.clear()
 
     def _may_send(self) -> bool:
         return not self._stop.is_set() and self.sent + self._in_send < self.limit
@@ -391,7 +478,7 @@ class MessageRunner:
             if wait > 0:
                 await self._wait(wait)
 
-    async def _send(self, recipient: Recipient) -> DeliveryOutcome:
+    async def _send(self, recipient: Recipient) -> DeliveryOutcome | None:
         contact = recipient.contact
         headers: dict[str, str] = {}
         if self._unsubscribe_url is not None:
@@ -407,6 +494,8 @@ class MessageRunner:
             subject = templates.render(self.subject, contact) if self.subject else None
         except Exception as exc:
             return DeliveryOutcome(contact["id"], False, 0, f"template: {exc}")
+        if self.track_links and self.link_tracker is not None:
+            text = await self.link_tracker.rewrite(text, contact["id"], recipient.variant)
         result = await self.channel.send(
             OutgoingMessage(
                 campaign_id=self.campaign_id,
@@ -424,7 +513,44 @@ class MessageRunner:
             now = asyncio.get_running_loop().time()
             self.account_pacer.hold(now, result.throttled_seconds)
             self.campaign_pacer.hold(now, result.throttled_seconds)
-        return DeliveryOutcome(contact["id"], result.ok, result.attempts, result.error)
+        return await self._after_send(recipient, result)
+
+    async def _after_send(self, recipient: Recipient, result: SendResult) -> DeliveryOutcome | None:
+        """The outcome to record; None when the recipient waits for its busy domain instead."""
+        contact = recipient.contact
+        domain = domain_of(contact["address"])
+        attempts = recipient.attempts + result.attempts
+        if result.domain_busy:
+            recipient.attempts = attempts
+            if self._stop.is_set():  # not a failure: it goes out when the campaign resumes
+                self._release(recipient)
+                return None
+            if attempts < MAX_DOMAIN_BUSY_TRIES:
+                now = asyncio.get_running_loop().time()
+                self._defer(recipient, self.domain_throttle.back_off(domain, now))
+                log_event(
+                    "messages.domain_backoff",
+                    level=logging.DEBUG,
+                    campaign_id=self.campaign_id,
+                    domain=domain,
+                    hold_seconds=round(self.domain_throttle.held_for(domain, now), 3),
+                )
+                return None
+        if result.ok:
+            self.domain_throttle.succeeded(domain)
+        if result.bounce and self._on_bounce is not None:
+            try:
+                await self._on_bounce(
+                    contact["address"], result.bounce, result.error, self.campaign_id
+                )
+            except Exception:  # the delivery's outcome is written regardless
+                log_event(
+                    "messages.bounce_not_recorded",
+                    level=logging.ERROR,
+                    exc_info=True,
+                    campaign_id=self.campaign_id,
+                )
+        return DeliveryOutcome(contact["id"], result.ok, attempts, result.error)
 
     def _unexpected(self, recipient: Recipient, exc: Exception) -> DeliveryOutcome:
         """A send that raised instead of answering: a failed delivery saying why."""

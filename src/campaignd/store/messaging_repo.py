@@ -42,6 +42,8 @@ M = message_campaigns
 D = deliveries
 C = contacts
 SENT, FAILED, SENDING = "sent", "failed", "sending"
+# A failed delivery given one more try (retry-failed): eligible again, claimed like a new one.
+RETRY = "retry"
 VARIANT_COUNTS = (SENT, FAILED, SENDING, *ab_test.EVENTS)
 # Multi-row INSERTs stay under PostgreSQL's 32,767 bind parameters (and SQLite's limit).
 ROWS_PER_STATEMENT = 1000
@@ -280,13 +282,21 @@ class MessagingRepository:
                 await conn.exec_driver_sql("ANALYZE deliveries")
 
     async def list_contacts(
-        self, audience_id: int, after_id: int, limit: int
+        self,
+        audience_id: int,
+        after_id: int,
+        limit: int,
+        follow_up: list[dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
             rows = (
                 await conn.execute(
                     select(C.c.id, C.c.external_id, C.c.address, C.c.attributes)
-                    .where(C.c.audience_id == audience_id, C.c.id > after_id)
+                    .where(
+                        C.c.audience_id == audience_id,
+                        C.c.id > after_id,
+                        *follow_up_filters(follow_up or []),
+                    )
                     .order_by(C.c.id)
                     .limit(limit)
                 )
@@ -488,36 +498,51 @@ class MessagingRepository:
             result[campaign_id][state] = count
         return result
 
-    def _eligible(self, campaign_id: int, audience_id: int) -> Any:
+    def _eligible(
+        self, campaign_id: int, audience_id: int, follow_up: list[dict[str, Any]] | None = None
+    ) -> Any:
         return and_(
             C.c.audience_id == audience_id,
-            ~exists().where(D.c.campaign_id == campaign_id, D.c.contact_id == C.c.id),
+            ~exists().where(
+                D.c.campaign_id == campaign_id, D.c.contact_id == C.c.id, D.c.state != RETRY
+            ),
             ~exists().where(suppressions.c.address == func.lower(C.c.address)),
+            *follow_up_filters(follow_up or []),
         )
 
     async def candidates(
-        self, campaign_id: int, audience_id: int, after_id: int, limit: int
+        self,
+        campaign_id: int,
+        audience_id: int,
+        after_id: int,
+        limit: int,
+        follow_up: list[dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
-        """The next contacts by id with no delivery row for this campaign and not suppressed."""
+        """The next contacts by id with no delivery row for this campaign and not suppressed.
+
+        `follow_up`: conditions on engagement with other campaigns (segments.py).
+        """
         async with self.db.read() as conn:
             rows = (
                 await conn.execute(
                     select(C.c.id, C.c.external_id, C.c.address, C.c.attributes)
-                    .where(C.c.id > after_id, self._eligible(campaign_id, audience_id))
+                    .where(C.c.id > after_id, self._eligible(campaign_id, audience_id, follow_up))
                     .order_by(C.c.id)
                     .limit(limit)
                 )
             ).all()
         return [dict(r._mapping) for r in rows]
 
-    async def count_eligible(self, campaign_id: int, audience_id: int) -> int:
+    async def count_eligible(
+        self, campaign_id: int, audience_id: int, follow_up: list[dict[str, Any]] | None = None
+    ) -> int:
         async with self.db.read() as conn:
             return int(
                 (
                     await conn.execute(
                         select(func.count())
                         .select_from(C)
-                        .where(self._eligible(campaign_id, audience_id))
+                        .where(self._eligible(campaign_id, audience_id, follow_up))
                     )
                 ).scalar_one()
             )
@@ -540,7 +565,17 @@ class MessagingRepository:
         ]
         # executemany: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues") from
         # one cached compilation, instead of compiling a fresh 500-row VALUES each claim.
-        statement = self._insert_ignore(D).on_conflict_do_nothing().returning(D.c.contact_id)
+        # A row waiting for its retry is claimed too (attempts kept); any other row is not.
+        insert_ = self._insert_ignore(D)
+        statement = insert_.on_conflict_do_update(
+            index_elements=[D.c.campaign_id, D.c.contact_id],
+            set_={
+                "state": insert_.excluded.state,
+                "claimed_at": insert_.excluded.claimed_at,
+                "variant": insert_.excluded.variant,
+            },
+            where=D.c.state == RETRY,
+        ).returning(D.c.contact_id)
         async with self.db.transaction() as conn:
             return set((await conn.execute(statement, values)).scalars().all())
 
@@ -741,3 +776,27 @@ class MessagingRepository:
                 )
             ).all()
         return [{"reason": r.last_error or "unknown", "count": int(r.n)} for r in rows]
+
+
+def follow_up_filters(conditions: list[dict[str, Any]]) -> list[Any]:
+    """SQL for segment conditions on another campaign: received, clicked, converted."""
+    filters = []
+    for condition in conditions:
+        other = int(condition["campaign"])
+        for name, kind in (("received", None), ("clicked", "click"), ("converted", "conversion")):
+            if name not in condition:
+                continue
+            if kind is None:
+                seen = D.alias("follow_up_delivery")
+                test = exists().where(
+                    seen.c.campaign_id == other,
+                    seen.c.contact_id == C.c.id,
+                    seen.c.state == SENT,
+                )
+            else:
+                E = engagements.alias(f"follow_up_{kind}")
+                test = exists().where(
+                    E.c.campaign_id == other, E.c.contact_id == C.c.id, E.c.kind == kind
+                )
+            filters.append(test if condition[name] else ~test)
+    return filters

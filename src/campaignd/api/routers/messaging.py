@@ -31,7 +31,7 @@ from campaignd.api.schemas.messaging import (
     Suppression,
     SuppressionCreate,
 )
-from campaignd.domain import ab_test, contacts, lifecycle, segments, windows
+from campaignd.domain import ab_test, contacts, domains, lifecycle, segments, windows
 from campaignd.domain.errors import InvalidInput
 from campaignd.domain.statuses import CampaignStatus
 from campaignd.domain.text import require_storable
@@ -75,6 +75,7 @@ async def create_account(body: AccountCreate, svc: Services = Depends(services))
             "name": body.name,
             "channel": body.channel,
             "rate_per_minute": body.rate_per_minute,
+            "domain_limits": domains.validate_limits(body.domain_limits),
             **stored,
         }
     )
@@ -104,6 +105,8 @@ async def patch_account(
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"config"})
     if changes.get("name") is None:
         changes.pop("name", None)
+    if "domain_limits" in changes:
+        changes["domain_limits"] = domains.validate_limits(changes["domain_limits"])
     if body.config is not None:
         # "***" sent back from a form means "keep the stored secret".
         given = {k: v for k, v in body.config.items() if v != "***"}
@@ -116,7 +119,9 @@ async def patch_account(
         )
     if not changes:
         return _account_view(svc, row)
-    return _account_view(svc, await svc.messaging.update_account(account_id, changes))
+    updated = await svc.messaging.update_account(account_id, changes)
+    svc.message_supervisor.account_edited(updated)
+    return _account_view(svc, updated)
 
 
 @router.delete(
@@ -340,7 +345,7 @@ async def _check_design(
         raise InvalidInput("Variant names must be unique.", field="variants")
     if ab_test is not None and len(variants or []) < 2:
         raise InvalidInput("An A/B test needs at least two variants.", field="ab_test")
-    segments.validate(segment)
+    await svc.message_supervisor.check_follow_up(audience_id, segments.validate(segment))
 
 
 @router.post("/campaigns", status_code=201, response_model=Campaign, summary="Create a campaign")
@@ -374,6 +379,7 @@ async def create_campaign(
             "start_at": start_at,
             "send_window": windows.validate(body.send_window),
             "max_consecutive_failures": body.max_consecutive_failures,
+            "track_links": bool(body.track_links),
         }
     )
     if start_at is not None:
@@ -551,6 +557,8 @@ async def report(
         "per_variant": per_variant,
         "ab_test": ab_test_report(view, per_variant),
         "failures_by_reason": await svc.messaging.failure_reasons(campaign_id),
+        "links": await svc.message_supervisor.operations.link_report(campaign_id),
+        "bounces": await svc.message_supervisor.operations.bounce_counts(campaign_id),
         "bucket_seconds": bucket_seconds,
         "series": [
             {"at": datetime.fromtimestamp(p["bucket"], UTC).isoformat().replace("+00:00", "Z"), **p}
@@ -603,18 +611,27 @@ async def segment_preview(
 ) -> dict[str, Any]:
     await svc.messaging.get_audience(audience_id)
     conditions = segments.validate(body.segment)
+    follow_up = segments.engagement_conditions(conditions)
+
+    async def chosen(after: int, page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The page's contacts that meet every condition (follow-ups: by the query)."""
+        if follow_up and page:
+            subset = await svc.messaging.list_contacts(audience_id, after, len(page), follow_up)
+            page = [c for c in subset if c["id"] <= page[-1]["id"]]
+        return [c for c in page if segments.matches(conditions, c)]
+
     matching, total, after = 0, 0, 0
     while True:
         page = await svc.messaging.list_contacts(audience_id, after, 5000)
         if not page:
             break
         total += len(page)
-        matching += sum(1 for c in page if segments.matches(conditions, c))
+        matching += len(await chosen(after, page))
         after = page[-1]["id"]
     sample = []
     if conditions:
         first = await svc.messaging.list_contacts(audience_id, 0, 200)
-        sample = [c["external_id"] for c in first if segments.matches(conditions, c)][:10]
+        sample = [c["external_id"] for c in await chosen(0, first)][:10]
     return {"audience_id": audience_id, "matching": matching, "total": total, "sample": sample}
 
 

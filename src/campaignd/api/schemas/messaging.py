@@ -19,6 +19,15 @@ FAILURES_IN_A_ROW = Field(
     description="Pause by itself after this many failed deliveries in a row (0: never; "
     "null: the service's CAMPAIGND_MAX_CONSECUTIVE_FAILURES, 50 by default).",
 )
+DOMAIN_LIMITS = Field(
+    default=None,
+    description='Messages per minute at most per recipient domain, e.g. {"gmail.com": 600}. '
+    "Domains that answer SMTP 421/450/451/452/454 are backed off by themselves.",
+)
+TRACK_LINKS = Field(
+    default=None,
+    description="Rewrite each http(s) link in the message to a signed, click-counting redirect.",
+)
 
 
 class AccountCreate(RequestBody):
@@ -26,12 +35,14 @@ class AccountCreate(RequestBody):
     channel: Channel
     config: dict[str, Any] = Field(description="Channel settings; secret fields are write-only.")
     rate_per_minute: float | None = RATE
+    domain_limits: dict[str, float] | None = DOMAIN_LIMITS
 
 
 class AccountPatch(RequestBody):
     name: NameText | None = None
     config: dict[str, Any] | None = Field(default=None, description="Fields to change.")
     rate_per_minute: float | None = RATE
+    domain_limits: dict[str, float] | None = DOMAIN_LIMITS
 
 
 class Account(BaseModel):
@@ -41,6 +52,7 @@ class Account(BaseModel):
     config: dict[str, Any]
     rate_per_minute: float | None
     archived_at: str | None = None
+    domain_limits: dict[str, float] | None = None
     created_at: str
     updated_at: str
 
@@ -147,6 +159,7 @@ class CampaignCreate(RequestBody):
         '"timezone": "Europe/Paris"}.',
     )
     max_consecutive_failures: int | None = FAILURES_IN_A_ROW
+    track_links: bool | None = TRACK_LINKS
 
 
 class CampaignPatch(RequestBody):
@@ -167,6 +180,7 @@ class CampaignPatch(RequestBody):
     start_at: datetime | None = Field(
         default=None, description="Start by itself at this time; null: start by hand."
     )
+    track_links: bool | None = TRACK_LINKS
 
 
 class Campaign(BaseModel):
@@ -185,6 +199,7 @@ class Campaign(BaseModel):
     ab_sample_done_at: str | None
     start_at: str | None
     send_window: dict[str, Any] | None
+    track_links: bool = False
     status: str
     sending: bool
     runner_id: str | None
@@ -246,3 +261,67 @@ class Preview(BaseModel):
 
 class SegmentPreview(RequestBody):
     segment: Any = Field(description='Conditions, e.g. [{"attribute": "tier", "in": ["gold"]}].')
+
+
+class DeliveryItem(BaseModel):
+    external_id: str
+    address: str
+    status: Literal["sent", "failed", "in_doubt", "retrying"] = Field(
+        description="in_doubt: claimed, outcome not written (in flight, or left by a crash); "
+        "retrying: a failed delivery queued for one more try."
+    )
+    variant: str | None
+    attempts: int
+    error: str | None
+    updated_at: str | None
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryItem]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: done.")
+
+
+class RetryResult(BaseModel):
+    campaign_id: int
+    requeued: int
+    status: str
+
+
+class TestSendRequest(RequestBody):
+    addresses: list[str] = Field(default_factory=list, max_length=50)
+    external_ids: list[str] = Field(default_factory=list, max_length=50)
+    message: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100_000,
+        description="Send this template instead of the stored message (to try an edit first).",
+    )
+
+
+class TestSendOutcome(BaseModel):
+    address: str
+    sent: bool
+    error: str | None
+
+
+class TestSendResult(BaseModel):
+    sent: int
+    results: list[TestSendOutcome]
+
+
+class BounceCreate(RequestBody):
+    address: str = Field(min_length=1, max_length=500)
+    type: Literal["hard", "soft"]
+    reason: str | None = Field(default=None, max_length=500)
+    campaign_id: IdField | None = Field(
+        default=None, description="The campaign that bounced; default: the last one that sent."
+    )
+
+
+class BounceResult(BaseModel):
+    address: str
+    type: str
+    campaign_id: int | None
+    soft_bounces_30d: int
+    suppressed: bool
+    suppression_reason: str | None

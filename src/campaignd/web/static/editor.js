@@ -190,6 +190,8 @@ async function messageForm(campaign) {
       <input id="m-rate" name="rate_per_minute" data-field="rate_per_minute" type="number" min="0.001" step="any" value="${esc(c.rate_per_minute)}">
       <label for="m-failures">Pause after this many failures in a row (empty: the service's default, 50; 0: never)</label>
       <input id="m-failures" name="max_consecutive_failures" data-field="max_consecutive_failures" type="number" min="0" step="1" value="${esc(c.max_consecutive_failures)}">
+      <label class="check"><input type="checkbox" name="track_links" ${c.track_links ? "checked" : ""}> Track links
+        (rewrite links to count clicks)</label>
       <details ${c.start_at || c.send_window ? "open" : ""}><summary>Schedule</summary>
         <label for="m-start">Start by itself at (your local time; empty to start by hand)</label>
         <input id="m-start" name="start_at" data-field="start_at" type="datetime-local" value="${esc(localInput(c.start_at))}">
@@ -309,6 +311,7 @@ async function messageForm(campaign) {
       limit: number(form.limit.value),
       rate_per_minute: number(form.rate_per_minute.value) ?? null,
       max_consecutive_failures: number(form.max_consecutive_failures.value) ?? null,
+      track_links: form.track_links.checked,
       start_at: start,
       send_window: windowGiven
         ? { start: form.window_start.value, end: form.window_end.value, timezone: form.window_tz.value || "UTC" }

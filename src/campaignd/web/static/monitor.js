@@ -8,6 +8,7 @@ import {
   showFieldErrors, whilePending,
 } from "./dom.js";
 import { accountWords, profileWords } from "./words.js";
+import { recipientsPanel } from "./recipients.js";
 
 const fmt = (n, digits = 0) => (n === null || n === undefined || Number.isNaN(n) ? "–"
   : Number(n).toLocaleString("en", { maximumFractionDigits: digits }));
@@ -183,12 +184,34 @@ const MESSAGES = {
     <label for="edit-limit">Limit</label>
     <input id="edit-limit" name="limit" data-field="limit" type="number" min="0" step="1" value="${esc(c.limit)}">
     <label for="edit-rate">Rate (messages per minute, empty for no limit)</label>
-    <input id="edit-rate" name="rate_per_minute" data-field="rate_per_minute" type="number" min="0.001" step="any" value="${esc(c.rate_per_minute)}">`,
+    <input id="edit-rate" name="rate_per_minute" data-field="rate_per_minute" type="number" min="0.001" step="any" value="${esc(c.rate_per_minute)}">
+    <label class="check"><input type="checkbox" name="track_links" ${c.track_links ? "checked" : ""}>
+      Track links</label>
+    <fieldset><legend>Test send</legend>
+      <label for="test-to">Test recipients</label>
+      <input id="test-to" name="test_to" placeholder="you@example.com, or an external id">
+      <p class="hint">Sends the message above now, marked as a test; counted nowhere.</p>
+      <button type="button" id="send-test">Send test</button>
+      <p id="test-result" class="hint" role="status" aria-live="polite"></p>
+    </fieldset>`,
   save: (id, data) => api("PATCH", `/api/campaigns/${id}`, {
     name: data.name, message: data.message, limit: number(data.limit),
     rate_per_minute: number(data.rate_per_minute) ?? null,
+    track_links: data.track_links === "on",
     ...(data.subject !== undefined ? { subject: data.subject || null } : {}),
   }),
+  async sendTest(id, form) {
+    const to = form.test_to.value.split(",").map((s) => s.trim()).filter(Boolean);
+    const body = {
+      addresses: to.filter((t) => t.includes("@")),
+      external_ids: to.filter((t) => !t.includes("@")),
+      message: form.message.value,
+    };
+    const result = await api("POST", `/api/campaigns/${id}/test`, body);
+    const failed = result.results.filter((r) => !r.sent);
+    return `Test sent to ${result.sent} recipient(s)` +
+      (failed.length ? `; not sent: ${failed.map((r) => `${r.address} (${r.error})`).join(", ")}` : ".");
+  },
   charts(data) {
     messageChart(document.getElementById("chart-a"), data.points, "second");
   },
@@ -222,12 +245,19 @@ export async function monitorView(kindName, id, signal) {
       download <button type="button" class="link-button" id="report-json">JSON</button> ·
       <button type="button" class="link-button" id="report-csv">CSV</button></p>
     <p id="download-error" class="error" role="alert" hidden></p>
+    ${kindName === "messages" ? `<div class="actions" role="tablist" aria-label="Campaign views">
+      <button type="button" role="tab" id="tab-overview" aria-selected="true" aria-controls="panel-overview">Overview</button>
+      <button type="button" role="tab" id="tab-recipients" aria-selected="false" aria-controls="panel-recipients">Recipients</button>
+    </div>` : ""}
+    <section id="panel-overview" role="tabpanel" aria-labelledby="tab-overview">
     <dl class="stats" id="stats"></dl>
     <section class="charts">
       <div id="chart-a" class="chart-box"></div>
       ${kindName === "traffic" ? '<div id="chart-b" class="chart-box"></div><div id="chart-c" class="chart-box"></div>' : ""}
     </section>
     <section id="tables"></section>
+    </section>
+    <section id="panel-recipients" role="tabpanel" aria-labelledby="tab-recipients" hidden></section>
     <div id="monitor-extra"></div>
     <dialog id="edit-dialog" aria-labelledby="edit-title">
       <form id="edit-form" method="dialog" class="form" novalidate>
@@ -311,6 +341,37 @@ export async function monitorView(kindName, id, signal) {
   }
 
   document.getElementById("edit-cancel").addEventListener("click", () => dialog.close());
+  document.getElementById("edit-fields").addEventListener("click", async (event) => {
+    if (event.target.id !== "send-test") return;
+    const note = document.getElementById("test-result");
+    showError("edit-error", null);
+    note.textContent = "Sending…";
+    await whilePending(event.target, async () => {
+      try {
+        note.textContent = await kind.sendTest(kind.id(current), document.getElementById("edit-form"));
+      } catch (err) {
+        note.textContent = "";
+        showError("edit-error", err);
+      }
+    });
+  });
+  let recipients = null;
+  const showTab = (name) => {
+    for (const tab of ["overview", "recipients"]) {
+      const button = document.getElementById(`tab-${tab}`);
+      if (button) button.setAttribute("aria-selected", String(tab === name));
+      document.getElementById(`panel-${tab}`).hidden = tab !== name;
+    }
+    if (name === "recipients") {
+      const panel = document.getElementById("panel-recipients");
+      if (!recipients) recipients = recipientsPanel(panel, id, () => refresh());
+      else recipients.refresh();
+    }
+  };
+  if (kindName === "messages") {
+    document.getElementById("tab-overview").addEventListener("click", () => showTab("overview"));
+    document.getElementById("tab-recipients").addEventListener("click", () => showTab("recipients"));
+  }
   document.getElementById("edit-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const form = event.target;

@@ -61,6 +61,9 @@ function messageReport(r) {
       <section class="charts"><div id="chart-a" class="chart-box"></div></section>
       ${table("Per variant", ["Variant", "Sent", "Failed", "In flight", "Clicks", "Conversions", "Unsubscribes"], variants)}
       ${abPart}
+      ${totals([["Hard bounces", r.bounces.hard], ["Soft bounces", r.bounces.soft]])}
+      ${table("Links", ["URL", "Clicks", "Unique clicks"],
+        r.links.map((l) => [l.url, l.clicks, l.unique_clicks]))}
       ${table("Failures by reason", ["Reason", "Count"], r.failures_by_reason.map((f) => [f.reason, f.count]))}
       ${table(`Over time (per ${r.bucket_seconds} s)`, ["At", "Sent", "Failed"],
         r.series.slice(-SHOWN_ROWS).reverse().map((p) => [time(p.at), p.sent, p.failed]))}`,

@@ -109,7 +109,8 @@ export async function setupView({ archived = false } = {}) {
     </section>
     <section class="card">
       <h2>Accounts</h2>
-      <ul class="items" id="account-list">${accounts.map((a) => `<li><span><strong>${esc(a.name)}</strong> – ${esc(CHANNEL_NAMES[a.channel] || a.channel)}: ${esc(accountWords(a))}</span>${itemButtons("account", a.id, archived)}</li>`).join("") || none("accounts")}</ul>
+      <ul class="items" id="account-list">${accounts.map((a) => `<li><span><strong>${esc(a.name)}</strong> – ${esc(CHANNEL_NAMES[a.channel] || a.channel)}: ${esc(accountWords(a))}${a.domain_limits
+        ? ` · domain limits ${esc(Object.entries(a.domain_limits).map(([d, r]) => `${d}=${r}/min`).join(", "))}` : ""}</span>${itemButtons("account", a.id, archived)}</li>`).join("") || none("accounts")}</ul>
       <form id="account-form" class="form" novalidate>
         <h3>New account</h3>
         <label for="acc-name">Account name</label><input id="acc-name" name="name" data-field="name" required>
@@ -120,6 +121,8 @@ export async function setupView({ archived = false } = {}) {
         <div id="acc-fields" class="form">${channelFields("webhook")}</div>
         <label for="acc-rate">Rate (messages per minute, empty for no limit)</label>
         <input id="acc-rate" name="rate_per_minute" data-field="rate_per_minute" type="number" min="0.001" step="any">
+        <label for="acc-domains">Domain limits (per minute, e.g. gmail.com=600, yahoo.com=300)</label>
+        <input id="acc-domains" name="domain_limits" data-field="domain_limits" placeholder="gmail.com=600">
         <button type="submit" id="account-save">Create account</button>
         <p id="account-error" class="error" role="alert" hidden></p>
       </form>
@@ -223,11 +226,17 @@ export async function setupView({ archived = false } = {}) {
         else config[name] = name === "port" ? Number(value) : value;
       }
     }
+    const limits = {};
+    for (const pair of (data.domain_limits || "").split(",").map((p) => p.trim()).filter(Boolean)) {
+      const [domain, rate] = pair.split("=").map((p) => p.trim());
+      limits[domain] = Number(rate);
+    }
     await whilePending(document.getElementById("account-save"), async () => {
       try {
         await api("POST", "/api/accounts", {
           name: data.name, channel: data.channel, config,
           rate_per_minute: number(data.rate_per_minute) ?? null,
+          domain_limits: Object.keys(limits).length ? limits : null,
         });
         await setupView({ archived });
       } catch (err) { showFieldErrors(accountForm, err, "account-error"); }
