@@ -49,7 +49,8 @@ def test_test_send_recipients_retry_and_link_report(
     page.goto(f"{ui_server.url}/#/messages/{campaign}")
     page.get_by_role("heading", name="spring sale").wait_for()
 
-    page.get_by_role("button", name="Edit").click()
+    page.get_by_role("button", name="Edit").click()  # a draft opens in the editor
+    page.get_by_role("heading", name="Edit spring sale").wait_for()
     page.get_by_label("Test recipients").fill("qa@ops.test, u3")
     page.get_by_role("button", name="Send test").click()
     page.locator("#test-result", has_text="Test sent to 2 recipient(s).").wait_for()
@@ -59,7 +60,8 @@ def test_test_send_recipients_retry_and_link_report(
         f"u3@a{audience}.test",
     ]
     shoot(page, "message-test-send")
-    page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("link", name="← Back to the campaign").click()
+    page.get_by_role("heading", name="spring sale").wait_for()
 
     page.get_by_role("button", name="Start").click()
     page.locator("#campaign-status .badge-completed").wait_for(timeout=20_000)

@@ -6,6 +6,7 @@ import {
   esc, number, render, setTitle, showError, showFieldErrors, whilePending,
 } from "./dom.js";
 import { rowList } from "./rows.js";
+import { sendTest, testSendFields } from "./testsend.js";
 import { CHANNEL_NAMES, accountWords, profileWords } from "./words.js";
 
 const EDITABLE = ["draft", "scheduled"];
@@ -183,6 +184,7 @@ async function messageForm(campaign) {
         <p id="m-preview-for"></p>
         <pre id="m-preview"></pre>
       </section>
+      ${editing ? testSendFields() : ""}
       <label for="m-limit">Limit</label>
       <input id="m-limit" name="limit" data-field="limit" type="number" min="0" step="1" required value="${esc(c.limit)}" aria-describedby="m-limit-hint">
       <p class="hint" id="m-limit-hint">At most this many recipients get the message.</p>
@@ -290,6 +292,21 @@ async function messageForm(campaign) {
     }, 300);
   };
   form.message.addEventListener("input", preview);
+  if (editing) {
+    document.getElementById("send-test").addEventListener("click", async (event) => {
+      const note = document.getElementById("test-result");
+      showError("message-error", null);
+      note.textContent = "Sending…";
+      await whilePending(event.target, async () => {
+        try {
+          note.textContent = await sendTest(c.id, form);
+        } catch (err) {
+          note.textContent = "";
+          showError("message-error", err);
+        }
+      });
+    });
+  }
   form.audience_id.addEventListener("change", () => { sync(); preview(); countSegment(); });
   document.getElementById("m-segment").addEventListener("input", countSegment);
   document.getElementById("m-segment").addEventListener("change", countSegment);

@@ -9,6 +9,7 @@ import {
 } from "./dom.js";
 import { accountWords, profileWords } from "./words.js";
 import { recipientsPanel } from "./recipients.js";
+import { sendTest, testSendFields } from "./testsend.js";
 
 const fmt = (n, digits = 0) => (n === null || n === undefined || Number.isNaN(n) ? "–"
   : Number(n).toLocaleString("en", { maximumFractionDigits: digits }));
@@ -187,31 +188,14 @@ const MESSAGES = {
     <input id="edit-rate" name="rate_per_minute" data-field="rate_per_minute" type="number" min="0.001" step="any" value="${esc(c.rate_per_minute)}">
     <label class="check"><input type="checkbox" name="track_links" ${c.track_links ? "checked" : ""}>
       Track links</label>
-    <fieldset><legend>Test send</legend>
-      <label for="test-to">Test recipients</label>
-      <input id="test-to" name="test_to" placeholder="you@example.com, or an external id">
-      <p class="hint">Sends the message above now, marked as a test; counted nowhere.</p>
-      <button type="button" id="send-test">Send test</button>
-      <p id="test-result" class="hint" role="status" aria-live="polite"></p>
-    </fieldset>`,
+    ${testSendFields()}`,
   save: (id, data) => api("PATCH", `/api/campaigns/${id}`, {
     name: data.name, message: data.message, limit: number(data.limit),
     rate_per_minute: number(data.rate_per_minute) ?? null,
     track_links: data.track_links === "on",
     ...(data.subject !== undefined ? { subject: data.subject || null } : {}),
   }),
-  async sendTest(id, form) {
-    const to = form.test_to.value.split(",").map((s) => s.trim()).filter(Boolean);
-    const body = {
-      addresses: to.filter((t) => t.includes("@")),
-      external_ids: to.filter((t) => !t.includes("@")),
-      message: form.message.value,
-    };
-    const result = await api("POST", `/api/campaigns/${id}/test`, body);
-    const failed = result.results.filter((r) => !r.sent);
-    return `Test sent to ${result.sent} recipient(s)` +
-      (failed.length ? `; not sent: ${failed.map((r) => `${r.address} (${r.error})`).join(", ")}` : ".");
-  },
+  sendTest,
   charts(data) {
     messageChart(document.getElementById("chart-a"), data.points, "second");
   },
