@@ -608,3 +608,12 @@ def _check(c: _StepCompiler, index: int, rule: Mapping[str, Any]) -> CheckRule:
     except ValueError as exc:
         raise c.fail(f"{field}.json", str(exc)) from None
     return CheckRule(name, kind, path=path, expected=rule.get("equals", MISSING))
+
+
+def check_profile(profile: Mapping[str, Any]) -> None:
+    """Refuse (JourneyError, 422) a journey profile whose steps would fail by their own text."""
+    steps = profile.get("steps")
+    if steps:
+        compile_steps(
+            steps, profile.get("data"), profile.get("headers"), profile.get("think_time_ms")
+        )
