@@ -63,9 +63,13 @@ async def test_each_user_carries_its_own_token_and_cookie_in_step_order(app: Jou
     assert stats["iterations_aborted"] == 0
     users = {int(login["user"]) for login in app.logins.values()}
     assert users == set(range(6))
-    # iteration numbers go up per user
-    for token, paths in app.by_token.items():
-        assert all("?i=" in p for p in paths if p.startswith("/items"))
+    # each user's iteration number goes up by one per pass
+    seen: dict[int, list[int]] = {}
+    for token in sorted(app.by_token, key=lambda t: int(t.split("-")[1])):
+        user = int(app.logins[token]["user"])
+        items = [p for p in app.by_token[token] if p.startswith("/items")]
+        seen.setdefault(user, []).extend(int(p.split("?i=")[1]) for p in items)
+    assert all(numbers == list(range(len(numbers))) for numbers in seen.values()), seen
 
 
 async def test_a_failed_extraction_aborts_the_iteration(app: JourneyApp) -> None:

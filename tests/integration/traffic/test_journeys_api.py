@@ -95,7 +95,11 @@ def test_a_journey_campaign_reports_steps_and_checks_and_keeps_them_after_a_rest
     with service.client() as client:
         profile = client.post("/api/traffic/profiles", json=journey_profile()).json()["id"]
         campaign = make_campaign(
-            client, app.url, profile, requests_per_minute=3600, duration_minutes=0.04,
+            client,
+            app.url,
+            profile,
+            requests_per_minute=3600,
+            duration_minutes=0.04,
             total_users=6,
         )
         start(client, campaign)
@@ -149,7 +153,11 @@ def test_plain_requests_get_stats_per_request_name_and_a_busy_users_gauge(
             ],
         )
         campaign = make_campaign(
-            client, target.url, profile, requests_per_minute=1200, duration_minutes=0.05,
+            client,
+            target.url,
+            profile,
+            requests_per_minute=1200,
+            duration_minutes=0.05,
             total_users=20,
         )
         start(client, campaign)
