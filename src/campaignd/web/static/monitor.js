@@ -2,6 +2,7 @@
 import { api } from "./api.js";
 import { messageChart, trafficCharts } from "./chart.js";
 import { badge, esc, number, render, showError } from "./dom.js";
+import { stepTables } from "./steps.js";
 
 const KINDS = {
   traffic: {
@@ -30,8 +31,10 @@ const KINDS = {
         ["Success rate", `${(100 * s.success_rate).toFixed(1)}%`],
         ["Achieved rpm", s.achieved_rpm.toFixed(0)], ["Target rpm", c.config.requests_per_minute],
         ["p50 ms", s.latency_ms.p50], ["p99 ms", s.latency_ms.p99], ["Max ms", s.latency_ms.max],
+        ["Busy users", s.busy_users ?? 0],
       ];
     },
+    details: (c) => stepTables(c.stats),
     editFields: (c) => `
       <label for="edit-rpm">Requests per minute</label>
       <input id="edit-rpm" name="requests_per_minute" type="number" min="0.001" step="any"
@@ -99,6 +102,7 @@ export async function monitorView(kindName, id, signal) {
       <div id="chart-a" class="chart-box"></div>
       ${kindName === "traffic" ? '<div id="chart-b" class="chart-box"></div>' : ""}
     </section>
+    <section id="details" aria-live="polite"></section>
     <dialog id="edit-dialog" aria-labelledby="edit-title">
       <form id="edit-form" method="dialog" class="form">
         <h2 id="edit-title">Edit campaign</h2>
@@ -169,6 +173,7 @@ export async function monitorView(kindName, id, signal) {
         .map(([label, value]) => `<div><dt>${label}</dt><dd data-stat="${esc(label)}">${esc(value)}</dd></div>`)
         .join("");
       drawActions();
+      if (kind.details) document.getElementById("details").innerHTML = kind.details(campaign);
       kind.charts(document, series);
     } catch (err) {
       showError("action-error", err);

@@ -3,6 +3,7 @@
 import { api, download } from "./api.js";
 import { messageChart, trafficCharts } from "./chart.js";
 import { badge, esc, render, showError } from "./dom.js";
+import { stepTables } from "./steps.js";
 
 const SHOWN_ROWS = 120;
 const BUCKETS = [1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400];
@@ -82,6 +83,7 @@ function trafficReport(r) {
       <section class="charts">
         <div id="chart-a" class="chart-box"></div><div id="chart-b" class="chart-box"></div>
       </section>
+      ${stepTables(s)}
       ${table(r.bucket_seconds ? `Over time (per ${r.bucket_seconds} s; latency: the highest window's)` : "Over time (per second)",
         ["At", "Requests", "Failed", "Dropped", "rpm", "Target rpm", "p50 ms", "p99 ms", "Max ms"],
         w.slice(-SHOWN_ROWS).reverse().map((p) => [

@@ -1,6 +1,7 @@
 // Profiles, accounts (secrets write-only) and audiences (CSV upload with its report).
 import { api } from "./api.js";
 import { esc, formData, number, render, showError } from "./dom.js";
+import { bindJourneyEditor, journeyEditorHtml, profileSummary } from "./steps.js";
 
 const CHANNEL_FIELDS = {
   webhook: [["url", "URL", "text"], ["signing_secret", "Signing secret", "password"]],
@@ -52,7 +53,7 @@ export async function setupView() {
     <div class="grid">
     <section class="card">
       <h2>Traffic profiles</h2>
-      <ul>${profiles.map((p) => `<li>${esc(p.name)}: ${p.requests.map((r) => `${esc(r.method)} ${esc(r.path)}`).join(", ")}</li>`).join("")}</ul>
+      <ul>${profiles.map((p) => `<li>${esc(p.name)}: ${esc(profileSummary(p))}</li>`).join("")}</ul>
       <form id="profile-form" class="form">
         <label for="p-name">Profile name</label><input id="p-name" name="name" required>
         <label for="p-method">Method</label>
@@ -63,6 +64,7 @@ export async function setupView() {
         <p id="profile-error" class="error" role="alert" hidden></p>
       </form>
     </section>
+    ${journeyEditorHtml()}
     <section class="card">
       <h2>Accounts</h2>
       <ul id="account-list">${accounts.map((a) => `<li>${esc(a.name)} (${esc(a.channel)}): ${esc(settings(a.config))}</li>`).join("")}</ul>
@@ -93,6 +95,7 @@ export async function setupView() {
     </section>
     </div>`);
 
+  bindJourneyEditor(setupView);
   document.getElementById("acc-channel").addEventListener("change", (event) => {
     document.getElementById("acc-fields").innerHTML = channelFields(event.target.value);
   });
