@@ -19,6 +19,8 @@ from campaignd.traffic.http import HttpTarget, JourneyConnection, StepEncoder
 from campaignd.traffic.plan import UserProfile
 
 SET_COOKIE_DELETES = (b"max-age=0", b"max-age=-")
+# A decoder's own loop: json.loads on bytes first sniffs their encoding, per response.
+_json_document = json.JSONDecoder().decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ class CompiledJourney:
 class JourneyState:
     """What one user carries between its steps."""
 
-    __slots__ = ("cookie", "cookies", "journey", "scope", "step")
+    __slots__ = ("cookie", "cookies", "journey", "last_set", "scope", "step")
 
     def __init__(self, journey: CompiledJourney, user_index: int, rng: random.Random) -> None:
         self.journey = journey
@@ -57,6 +59,7 @@ class JourneyState:
         self.step = 0
         self.cookies: dict[str, str] = {}
         self.cookie: str | None = None
+        self.last_set: list[bytes] = []
 
     @property
     def current(self) -> CompiledStep:
@@ -89,7 +92,7 @@ class JourneyState:
             body = b"".join(conn.body)
             if step.needs_json:
                 try:
-                    document = json.loads(body)
+                    document = _json_document(body.decode("utf-8", "replace"))
                 except ValueError:
                     document = MISSING
         headers = conn.headers if conn is not None and status else {}
@@ -117,6 +120,9 @@ class JourneyState:
         return low if low == high else self.scope.rng.uniform(low, high)
 
     def _keep_cookies(self, lines: list[bytes]) -> None:
+        if lines == self.last_set:
+            return  # the same Set-Cookie lines as last time change nothing
+        self.last_set = lines
         for line in lines:
             pair, _, attributes = line.partition(b";")
             name, eq, value = pair.partition(b"=")
