@@ -40,7 +40,9 @@ def _state(user: int = 1) -> JourneyState:
     return JourneyState(journey, user, random.Random(0))
 
 
-def _answer(state: JourneyState, status: int, body: bytes, cookies: tuple[bytes, ...] = ()) -> object:
+def _answer(
+    state: JourneyState, status: int, body: bytes, cookies: tuple[bytes, ...] = ()
+) -> object:
     conn = JourneyConnection(lambda *a: None)
     state.prepare(conn)
     conn.cookies = list(cookies)
