@@ -131,5 +131,8 @@ def test_traffic_report(client: httpx.Client, target: CountingTarget) -> None:
         "rpm",
         "target_rpm",
         "p50_ms",
+        "p90_ms",
         "p99_ms",
+        "max_ms",
+        "busy_users",
     }
