@@ -285,11 +285,16 @@ class HttpConnection(asyncio.Protocol):
             self._on_done(self, 0, False)
 
 
+_SET_COOKIE_LENGTH = frozenset({len(b"set-cookie")})
+# The header-name lengths worth a look, per set of wanted headers (a few per profile).
+_LENGTHS: dict[frozenset[bytes], frozenset[int]] = {}
+
+
 class JourneyConnection(HttpConnection):
     """A connection that also keeps, per response, what a journey step reads: Set-Cookie
     lines, the headers it extracts and, only when the step needs it, the body."""
 
-    __slots__ = ("_want_body", "_wanted", "body", "cookies", "headers")
+    __slots__ = ("_lengths", "_want_body", "_wanted", "body", "cookies", "headers")
 
     def __init__(self, on_done: Outcome) -> None:
         super().__init__(on_done)
@@ -298,16 +303,26 @@ class JourneyConnection(HttpConnection):
         self.body: list[bytes] = []
         self._want_body = False
         self._wanted: frozenset[bytes] = frozenset()
+        self._lengths: frozenset[int] = _SET_COOKIE_LENGTH
 
     def expect(self, wanted_headers: frozenset[bytes], want_body: bool) -> None:
         """What the next response should keep (called just before its request is sent)."""
         self._wanted = wanted_headers
+        lengths = _LENGTHS.get(wanted_headers)
+        if lengths is None:
+            lengths = _LENGTHS[wanted_headers] = _SET_COOKIE_LENGTH | {
+                len(h) for h in wanted_headers
+            }
+        self._lengths = lengths
         self._want_body = want_body
         self.cookies = []
         self.headers = {}
         self.body = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Most headers are of no interest: their length alone says so, without a lower().
+        if len(name) not in self._lengths:
+            return
         lowered = name.lower()
         if lowered == b"set-cookie":
             self.cookies.append(value)

@@ -76,3 +76,20 @@ def test_a_failed_extraction_aborts_and_starts_over() -> None:
     assert state.step == 0 and state.scope.iteration == 1
     state.request()
     assert _answer(state, 0, b"") == ([], True)  # a lost connection extracts nothing
+
+
+def test_a_connection_keeps_only_set_cookie_and_the_wanted_headers() -> None:
+    conn = JourneyConnection(lambda *a: None)
+    conn.expect(frozenset({b"location"}), want_body=False)
+    for name, value in [
+        (b"Server", b"nginx"),
+        (b"LOCATION", b"/next"),
+        (b"Set-Cookie", b"a=1"),
+        (b"Connection", b"keep-alive"),  # as long as Set-Cookie: looked at, not kept
+        (b"set-cookie", b"b=2"),
+    ]:
+        conn.on_header(name, value)
+    conn.on_body(b"not kept")
+    assert conn.headers == {"location": "/next"}
+    assert conn.cookies == [b"a=1", b"b=2"]
+    assert conn.body == []
