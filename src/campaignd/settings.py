@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # Message sending: concurrent sends per campaign and recipients claimed per batch.
     send_concurrency: int = Field(default=64, ge=1, le=1024)
     claim_batch: int = Field(default=500, ge=1, le=5000)
+    # A message campaign pauses itself after this many failed deliveries in a row (a dead
+    # webhook must not burn through the audience); 0 turns it off. A campaign may set its own.
+    max_consecutive_failures: int = Field(default=50, ge=0)
 
     def channel_log_dir(self) -> Path:
         """The log channel's directory, absolute (see log_channel_dir)."""

@@ -479,7 +479,7 @@ def check(template: str, field: str = "message", sample: dict[str, Any] | None =
         _compiled(template)
     except TemplateError as exc:
         raise InvalidInput(
-            f"Field '{field}' is not a valid template: {exc.message}.",
+            f"Field '{field}' is not a valid template: {str(exc.message).rstrip('.')}.",
             field=field,
             line=getattr(exc, "lineno", None),
         ) from None

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
 from typing import Any
 
-from campaignd.domain import segments
+from campaignd.domain import lifecycle, segments
 from campaignd.domain.errors import CampaignError, Conflict, IllegalTransition
 from campaignd.domain.pacing import Pacer
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus, allowed_targets
@@ -32,6 +33,26 @@ ACTIONS: dict[str, S] = {
     "stop": S.STOPPED,
     "pause": S.PAUSED,
 }
+
+
+def campaign_warnings(view: dict[str, Any], audience_size: int) -> list[str]:
+    """What an operator should know before starting or resuming, in plain sentences."""
+    warnings = []
+    if audience_size == 0:
+        warnings.append(
+            "The audience has no contacts: starting sends nothing. Import contacts first."
+        )
+    elif view["total_recipients"] == 0 and view["sent_count"] == 0 and view["limit"] > 0:
+        warnings.append(
+            "Nobody in the audience can get this message: every contact is suppressed, "
+            "outside the segment, or already handled."
+        )
+    if view["limit"] < view["sent_count"]:
+        warnings.append(
+            f"The limit ({view['limit']:,}) is below what was already sent "
+            f"({view['sent_count']:,}): nobody else will get the message."
+        )
+    return warnings
 
 
 class MessageSupervisor:
@@ -75,7 +96,9 @@ class MessageSupervisor:
                     campaign_id=campaign_id,
                     hint="start is for a draft; use resume for a campaign that has run before",
                 )
-            previous = await self.repo.transition(campaign_id, requested, Actor.OPERATOR)
+            # Running again clears the reason the service gave for pausing by itself.
+            extra = {"pause_reason": None} if requested is S.RUNNING else {}
+            previous = await self.repo.transition(campaign_id, requested, Actor.OPERATOR, **extra)
             log_event(
                 "messages.status_changed",
                 campaign_id=campaign_id,
@@ -117,6 +140,7 @@ class MessageSupervisor:
             on_exit=self._on_exit,
             unsubscribe_url=self.unsubscribe_url if self.box is not None else None,
             ledger=self._ledger,
+            max_consecutive_failures=self.settings.max_consecutive_failures,
         )
         self.runners[campaign["id"]] = runner
         await runner.start()
@@ -152,10 +176,15 @@ class MessageSupervisor:
             )
         if "account_id" in changes:
             await self.repo.get_account(changes["account_id"])
-        audit = {k: ("***" if k == "session" else v) for k, v in changes.items()}
+        audit = {
+            k: ("***" if k == "session" else v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in changes.items()
+        }
         if "session" in changes and self.box is not None:
             changes = {**changes, "session": self.box.seal({"session": changes["session"]})}
         updated = await self.repo.update_campaign(campaign_id, changes, audit)
+        if "start_at" in changes:
+            updated = await self._follow_schedule(updated)
         runner = self.runner(campaign_id)
         if runner is not None:
             runner.apply_edit(updated)
@@ -167,10 +196,25 @@ class MessageSupervisor:
             )
         return updated
 
+    async def _follow_schedule(self, campaign: dict[str, Any]) -> dict[str, Any]:
+        """A draft given a start time waits for it; a scheduled one without one is a draft."""
+        status = S(campaign["status"])
+        if campaign.get("start_at") is not None and status is S.DRAFT:
+            await self.repo.transition(campaign["id"], S.SCHEDULED, Actor.SYSTEM)
+        elif campaign.get("start_at") is None and status is S.SCHEDULED:
+            await self.repo.transition(campaign["id"], S.DRAFT, Actor.OPERATOR)
+        else:
+            return campaign
+        return await self.repo.get_campaign(campaign["id"])
+
     async def delete(self, campaign_id: int) -> None:
-        if self.runner(campaign_id) is not None:
+        campaign = await self.repo.get_campaign(campaign_id)
+        lifecycle.refuse_active_campaign(
+            campaign_id, campaign["name"], campaign["status"], "delete"
+        )
+        if self.runner(campaign_id) is not None:  # stopped, still finishing its last sends
             raise Conflict(
-                f"Campaign {campaign_id} is sending; stop it before deleting it.",
+                f"Campaign '{campaign['name']}' is still finishing; delete it in a moment.",
                 campaign_id=campaign_id,
             )
         await self.repo.delete_campaign(campaign_id)
@@ -182,6 +226,7 @@ class MessageSupervisor:
         is shown, with the problem as its last_error and no recipients, never an error.
         """
         counts = await self.repo.counts([r["id"] for r in rows])
+        audience_sizes = await self.repo.contact_counts(r["audience_id"] for r in rows)
         views = []
         for row in rows:
             c = counts[row["id"]]
@@ -196,6 +241,7 @@ class MessageSupervisor:
             problem = segments.stored_problem(row.get("segment"))
             if problem is not None and not row.get("last_error"):
                 view["last_error"] = problem
+            view["warnings"] = campaign_warnings(view, audience_sizes[row["audience_id"]])
             views.append(view)
         return views
 

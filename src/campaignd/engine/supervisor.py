@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+from campaignd.domain import lifecycle
 from campaignd.domain.errors import Conflict, RuleViolation
 from campaignd.domain.statuses import Actor, CampaignStatus
 from campaignd.domain.targets import Allowlist
@@ -149,9 +150,13 @@ class TrafficSupervisor:
         return updated
 
     async def delete(self, campaign_id: int) -> None:
-        if self.runner(campaign_id) is not None:
+        campaign = await self.repo.get_campaign(campaign_id)
+        lifecycle.refuse_active_campaign(
+            campaign_id, campaign["name"], campaign["status"], "delete"
+        )
+        if self.runner(campaign_id) is not None:  # stopped, still finishing its last sends
             raise Conflict(
-                f"Campaign {campaign_id} is generating traffic; stop it before deleting it.",
+                f"Campaign '{campaign['name']}' is still finishing; delete it in a moment.",
                 campaign_id=campaign_id,
             )
         await self.repo.delete_campaign(campaign_id)

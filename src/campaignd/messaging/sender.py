@@ -63,6 +63,7 @@ class MessageRunner:
         on_exit: Callable[[MessageRunner], None],
         unsubscribe_url: Callable[[int, int], str] | None = None,
         ledger: LedgerWriter | None = None,
+        max_consecutive_failures: int = 0,
     ) -> None:
         self.campaign_id: int = campaign["id"]
         self.runner_id = f"sender-{self.campaign_id}-{uuid.uuid4().hex[:8]}"
@@ -99,6 +100,9 @@ class MessageRunner:
         self.ab_test: dict[str, Any] | None = campaign.get("ab_test")
         self.winner: str | None = campaign.get("ab_winner")
         self.sample_done_at = _parse_time(campaign.get("ab_sample_done_at"))
+        self._default_failure_limit = max_consecutive_failures
+        self._failures_in_a_row = 0
+        self.pause_reason: str | None = None
         self.apply_edit(campaign)
 
     @property
@@ -117,6 +121,8 @@ class MessageRunner:
         self.limit: int = int(campaign["recipient_limit"])
         self.variants: list[dict[str, Any]] = list(campaign.get("variants") or [])
         self.send_window: dict[str, str] | None = campaign.get("send_window")
+        own = campaign.get("max_consecutive_failures")
+        self.failure_limit: int = self._default_failure_limit if own is None else int(own)
         self.campaign_pacer.set_rate(campaign.get("rate_per_minute"))
         self._progress.set()
 
@@ -236,7 +242,8 @@ class MessageRunner:
                         cursor, exhausted = 0, False
                     continue
                 # The limit is reached or nobody eligible is left: done until resumed.
-                self.outcome = CampaignStatus.COMPLETED
+                if self.outcome is None:
+                    self.outcome = CampaignStatus.COMPLETED
                 return
             self._progress.clear()
             with contextlib.suppress(TimeoutError):
@@ -437,9 +444,34 @@ class MessageRunner:
         self._progress.set()
         if outcome.ok:
             self.sent += 1
+            self._failures_in_a_row = 0
         else:
             self.failed += 1
+            # Only the far end's failures (refused, timed out, unreachable) say the channel is
+            # broken; one recipient's unsendable data (no attempt made) says nothing about it.
+            if outcome.attempts > 0:
+                self._failures_in_a_row += 1
+            if 0 < self.failure_limit <= self._failures_in_a_row and self.outcome is None:
+                self._pause_for_failures(outcome.error)
         self._results.append(outcome)
+
+    def _pause_for_failures(self, last_error: str | None) -> None:
+        """A run of failures means the channel is broken: stop before the audience is spent."""
+        self.outcome = CampaignStatus.PAUSED
+        self.pause_reason = (
+            f"Paused by itself after {self._failures_in_a_row} failed deliveries in a row; "
+            f"the last one: {last_error or 'no reason given'}"
+        )[:1000]
+        self._stop.set()
+        self._progress.set()
+        log_event(
+            "messages.auto_paused",
+            level=logging.WARNING,
+            campaign_id=self.campaign_id,
+            runner_id=self.runner_id,
+            failures_in_a_row=self._failures_in_a_row,
+            last_error=(last_error or "")[:300],
+        )
 
     def _release(self, recipient: Recipient) -> None:
         self._outstanding -= 1
@@ -510,12 +542,12 @@ class MessageRunner:
                 await asyncio.sleep(0.5)
             await self.channel.close()
             if self.outcome is not None:
+                extra: dict[str, Any] = {"last_error": str(error)} if error else {}
+                if self.pause_reason is not None:
+                    extra = {"last_error": self.pause_reason, "pause_reason": self.pause_reason}
                 with contextlib.suppress(CampaignError):
                     await self.repo.transition(
-                        self.campaign_id,
-                        self.outcome,
-                        Actor.SYSTEM,
-                        **({"last_error": str(error)} if error else {}),
+                        self.campaign_id, self.outcome, Actor.SYSTEM, **extra
                     )
             if self._stop_reason != SHUTDOWN or self.outcome is not None:
                 await self.repo.set_sending(self.campaign_id, None, str(error) if error else None)

@@ -21,8 +21,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from campaignd.domain import ab_test
+from campaignd.domain import ab_test, lifecycle
 from campaignd.domain.errors import Conflict, NotFound
+from campaignd.domain.lifecycle import CampaignUse
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
 from campaignd.store.db import Database, utcnow
@@ -68,6 +69,11 @@ class LedgerUpdate:
     released: list[int]
 
 
+def _archived(table: Any, archived: bool) -> Any:
+    column = table.c.archived_at
+    return column.is_not(None) if archived else column.is_(None)
+
+
 def normalize_address(address: str) -> str:
     return address.strip().lower()
 
@@ -95,9 +101,11 @@ class MessagingRepository:
             ).first()
         return to_dict(row)  # type: ignore[return-value]
 
-    async def list_accounts(self) -> list[dict[str, Any]]:
+    async def list_accounts(self, archived: bool = False) -> list[dict[str, Any]]:
+        """Accounts in use (or, with archived=True, only the archived ones)."""
+        query = select(accounts).where(_archived(accounts, archived)).order_by(accounts.c.id)
         async with self.db.read() as conn:
-            rows = (await conn.execute(select(accounts).order_by(accounts.c.id))).all()
+            rows = (await conn.execute(query)).all()
         return [to_dict(r) for r in rows]  # type: ignore[misc]
 
     async def get_account(self, account_id: int) -> dict[str, Any]:
@@ -121,22 +129,31 @@ class MessagingRepository:
             raise NotFound(f"Account {account_id} does not exist.", account_id=account_id)
         return to_dict(row)  # type: ignore[return-value]
 
+    async def campaigns_using(self, column: str, row_id: int) -> list[CampaignUse]:
+        """Message campaigns whose `column` (account_id or audience_id) is `row_id`."""
+        query = select(M.c.id, M.c.name, M.c.status).where(M.c[column] == row_id).order_by(M.c.id)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [CampaignUse(r.id, r.name, r.status) for r in rows]
+
     async def delete_account(self, account_id: int) -> None:
+        account = await self.get_account(account_id)
+        uses = await self.campaigns_using("account_id", account_id)
+        lifecycle.refuse_used("Account", account_id, account["name"], uses, "delete")
         async with self.db.transaction() as conn:
-            users = (
-                (await conn.execute(select(M.c.id).where(M.c.account_id == account_id)))
-                .scalars()
-                .all()
-            )
-            if users:
-                raise Conflict(
-                    f"Account {account_id} is used by campaign(s) {', '.join(map(str, users))}.",
-                    account_id=account_id,
-                    campaign_ids=list(users),
-                )
+            # The foreign key refuses a delete if a campaign took the account meanwhile.
             result = await conn.execute(delete(accounts).where(accounts.c.id == account_id))
         if result.rowcount == 0:
             raise NotFound(f"Account {account_id} does not exist.", account_id=account_id)
+
+    async def archive_account(self, account_id: int, archived: bool) -> dict[str, Any]:
+        account = await self.get_account(account_id)
+        if archived:
+            uses = await self.campaigns_using("account_id", account_id)
+            lifecycle.refuse_used("Account", account_id, account["name"], uses, "archive")
+        return await self.update_account(
+            account_id, {"archived_at": utcnow() if archived else None}
+        )
 
     async def sealed_secrets(self, limit: int = 1) -> list[str]:
         """Some stored secret tokens (to check the key can open them at start-up)."""
@@ -173,13 +190,14 @@ class MessagingRepository:
             ).first()
         return {**to_dict(row), "contact_count": 0}  # type: ignore[dict-item]
 
-    async def list_audiences(self) -> list[dict[str, Any]]:
+    async def list_audiences(self, archived: bool = False) -> list[dict[str, Any]]:
         counts = (
             select(C.c.audience_id, func.count().label("n")).group_by(C.c.audience_id).subquery()
         )
         query = (
             select(audiences, func.coalesce(counts.c.n, 0).label("contact_count"))
             .outerjoin(counts, counts.c.audience_id == audiences.c.id)
+            .where(_archived(audiences, archived))
             .order_by(audiences.c.id)
         )
         async with self.db.read() as conn:
@@ -197,6 +215,41 @@ class MessagingRepository:
                 await conn.execute(select(func.count()).where(C.c.audience_id == audience_id))
             ).scalar_one()
         return {**to_dict(row), "contact_count": count}  # type: ignore[dict-item]
+
+    async def delete_audience(self, audience_id: int) -> None:
+        audience = await self.get_audience(audience_id)
+        uses = await self.campaigns_using("audience_id", audience_id)
+        lifecycle.refuse_used("Audience", audience_id, audience["name"], uses, "delete")
+        async with self.db.transaction() as conn:
+            await conn.execute(delete(C).where(C.c.audience_id == audience_id))
+            await conn.execute(delete(audiences).where(audiences.c.id == audience_id))
+
+    async def archive_audience(self, audience_id: int, archived: bool) -> dict[str, Any]:
+        audience = await self.get_audience(audience_id)
+        if archived:
+            uses = await self.campaigns_using("audience_id", audience_id)
+            lifecycle.refuse_used("Audience", audience_id, audience["name"], uses, "archive")
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                update(audiences)
+                .where(audiences.c.id == audience_id)
+                .values(archived_at=utcnow() if archived else None)
+            )
+        return await self.get_audience(audience_id)
+
+    async def contact_counts(self, audience_ids: Iterable[int]) -> dict[int, int]:
+        """How many contacts each audience holds (0 for one with none)."""
+        ids = sorted(set(audience_ids))
+        if not ids:
+            return {}
+        query = (
+            select(C.c.audience_id, func.count())
+            .where(C.c.audience_id.in_(ids))
+            .group_by(C.c.audience_id)
+        )
+        async with self.db.read() as conn:
+            found = {row[0]: row[1] for row in (await conn.execute(query)).all()}
+        return {i: int(found.get(i, 0)) for i in ids}
 
     async def add_contacts(self, audience_id: int, rows: list[dict[str, Any]]) -> int:
         """Insert contacts, skipping external ids already in the audience; return how many.
@@ -294,8 +347,10 @@ class MessagingRepository:
             )
         return to_dict(row)  # type: ignore[return-value]
 
-    async def list_campaigns(self, status: str | None = None) -> list[dict[str, Any]]:
-        query = select(M).order_by(M.c.id)
+    async def list_campaigns(
+        self, status: str | None = None, archived: bool = False
+    ) -> list[dict[str, Any]]:
+        query = select(M).where(_archived(M, archived)).order_by(M.c.id)
         if status:
             query = query.where(M.c.status == status)
         async with self.db.read() as conn:
@@ -330,10 +385,46 @@ class MessagingRepository:
 
     async def delete_campaign(self, campaign_id: int) -> None:
         async with self.db.transaction() as conn:
+            row = (
+                await conn.execute(select(M.c.name, M.c.status).where(M.c.id == campaign_id))
+            ).first()
+            if row is None:
+                raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
+            lifecycle.refuse_active_campaign(campaign_id, row.name, row.status, "delete")
             await conn.execute(delete(D).where(D.c.campaign_id == campaign_id))
-            result = await conn.execute(delete(M).where(M.c.id == campaign_id))
-        if result.rowcount == 0:
-            raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
+            await conn.execute(delete(engagements).where(engagements.c.campaign_id == campaign_id))
+            await conn.execute(delete(M).where(M.c.id == campaign_id, M.c.status == row.status))
+
+    async def clone_campaign(self, campaign_id: int) -> dict[str, Any]:
+        """A new draft with the campaign's design: no recipients, no schedule, no results."""
+        source = await self.get_campaign(campaign_id)
+        copied = (
+            "account_id", "audience_id", "message", "subject", "recipient_limit",
+            "rate_per_minute", "segment", "variants", "ab_test", "send_window",
+            "max_consecutive_failures",
+        )  # fmt: skip
+        return await self.create_campaign(
+            {"name": lifecycle.copy_name(source["name"]), **{k: source[k] for k in copied}}
+        )
+
+    async def archive_campaign(self, campaign_id: int, archived: bool) -> dict[str, Any]:
+        async with self.db.transaction() as conn:
+            row = (
+                await conn.execute(select(M.c.name, M.c.status).where(M.c.id == campaign_id))
+            ).first()
+            if row is None:
+                raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
+            if archived:
+                lifecycle.refuse_active_campaign(campaign_id, row.name, row.status, "archive")
+            await conn.execute(
+                update(M)
+                .where(M.c.id == campaign_id, M.c.status == row.status)
+                .values(archived_at=utcnow() if archived else None)
+            )
+            await status_store.record_event(
+                conn, CampaignKind.MESSAGE, campaign_id, "archived" if archived else "unarchived"
+            )
+        return await self.get_campaign(campaign_id)
 
     async def transition(
         self,

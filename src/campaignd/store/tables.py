@@ -37,6 +37,7 @@ traffic_profiles = Table(
     Column("requests", JSON, nullable=False),
     Column("headers", JSON, nullable=False, default=dict),
     Column("think_time_ms", Integer, nullable=False, default=0),
+    _ts("archived_at"),
     # A journey: ordered steps (then `requests` is empty) and the rows users take data from.
     Column("steps", JSON, nullable=True),
     Column("data", JSON, nullable=True),
@@ -64,6 +65,7 @@ traffic_campaigns = Table(
     _ts("start_time"),
     Column("active_seconds", Float, nullable=False, default=0.0),
     Column("last_error", Text, nullable=True),
+    _ts("archived_at"),
     _ts("created_at", False),
     _ts("updated_at", False),
 )
@@ -106,6 +108,7 @@ accounts = Table(
     # Fernet token of the JSON of the secret fields.
     Column("secrets", Text, nullable=True),
     Column("rate_per_minute", Float, nullable=True),
+    _ts("archived_at"),
     _ts("created_at", False),
     _ts("updated_at", False),
 )
@@ -115,6 +118,7 @@ audiences = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("name", String(200), nullable=False),
+    _ts("archived_at"),
     _ts("created_at", False),
 )
 
@@ -165,6 +169,9 @@ message_campaigns = Table(
     Column("last_error", Text, nullable=True),
     _ts("started_at"),
     _ts("completed_at"),
+    _ts("archived_at"),
+    Column("max_consecutive_failures", Integer, nullable=True),
+    Column("pause_reason", Text, nullable=True),
     _ts("created_at", False),
     _ts("updated_at", False),
 )

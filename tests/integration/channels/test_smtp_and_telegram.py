@@ -261,7 +261,8 @@ async def test_telegram_honours_retry_after_and_fails_on_403(bot_api: tuple[BotA
 
 def test_account_configs_are_validated_field_by_field() -> None:
     for kind, config, field in [
-        ("smtp", {"host": "h", "from": "a@b"}, "config.port"),
+        ("smtp", {"host": "h", "port": 0, "from": "a@b"}, "config.port"),
+        ("smtp", {"host": "h"}, "config.from"),
         ("smtp", {"host": "h", "port": 70000, "from": "a@b"}, "config.port"),
         ("telegram", {}, "config.bot_token"),
         ("telegram", {"bot_token": "t", "api_base_url": "ftp://x"}, "config.api_base_url"),
@@ -271,3 +272,13 @@ def test_account_configs_are_validated_field_by_field() -> None:
         with pytest.raises(InvalidInput) as info:
             validate_account_config(kind, config)
         assert info.value.context["field"] == field
+    # Without a port an SMTP account gets the usual one for its security.
+    assert validate_account_config("smtp", {"host": "h", "from": "a@b"})["port"] == 25
+    assert (
+        validate_account_config("smtp", {"host": "h", "from": "a@b", "starttls": True})["port"]
+        == 587
+    )
+    assert (
+        validate_account_config("smtp", {"host": "h", "from": "a@b", "use_tls": True})["port"]
+        == 465
+    )

@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from campaignd.api.schemas.common import IdField, RequestBody
+from campaignd.api.schemas.common import IdField, NameText, RequestBody, not_blank
 from campaignd.domain.contacts import MAX_CONTACTS
 
 Channel = Literal["webhook", "smtp", "telegram", "log"]
-Name = Field(min_length=1, max_length=200)
 RATE = Field(default=None, gt=0, le=6_000_000, description="Messages per minute at most.")
+FAILURES_IN_A_ROW = Field(
+    default=None,
+    ge=0,
+    le=1_000_000,
+    description="Pause by itself after this many failed deliveries in a row (0: never; "
+    "null: the service's CAMPAIGND_MAX_CONSECUTIVE_FAILURES, 50 by default).",
+)
 
 
 class AccountCreate(RequestBody):
-    name: str = Name
+    name: NameText
     channel: Channel
     config: dict[str, Any] = Field(description="Channel settings; secret fields are write-only.")
     rate_per_minute: float | None = RATE
 
 
 class AccountPatch(RequestBody):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: NameText | None = None
     config: dict[str, Any] | None = Field(default=None, description="Fields to change.")
     rate_per_minute: float | None = RATE
 
@@ -34,17 +40,19 @@ class Account(BaseModel):
     channel: str
     config: dict[str, Any]
     rate_per_minute: float | None
+    archived_at: str | None = None
     created_at: str
     updated_at: str
 
 
 class AudienceCreate(RequestBody):
-    name: str = Name
+    name: NameText
 
 
 class Audience(BaseModel):
     id: int
     name: str
+    archived_at: str | None = None
     created_at: str
     contact_count: int
 
@@ -88,7 +96,7 @@ class Suppression(BaseModel):
 
 
 class Variant(RequestBody):
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[str, Field(max_length=100), AfterValidator(not_blank("A variant's name"))]
     message: str | None = Field(default=None, min_length=1, max_length=100_000)
     weight: float = Field(default=1.0, gt=0, le=1_000_000)
 
@@ -118,7 +126,7 @@ class EngagementRecorded(BaseModel):
 
 
 class CampaignCreate(RequestBody):
-    name: str = Name
+    name: NameText
     account_id: IdField
     audience_id: IdField
     message: str = Field(min_length=1, max_length=100_000, description="A Jinja template.")
@@ -138,15 +146,27 @@ class CampaignCreate(RequestBody):
         description='Hours when messages may go out: {"start": "09:00", "end": "18:00", '
         '"timezone": "Europe/Paris"}.',
     )
+    max_consecutive_failures: int | None = FAILURES_IN_A_ROW
 
 
 class CampaignPatch(RequestBody):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    """Any field; audience, segment, variants, A/B test and start time only before sending."""
+
+    name: NameText | None = None
     message: str | None = Field(default=None, min_length=1, max_length=100_000)
     subject: str | None = Field(default=None, max_length=1000)
     limit: int | None = Field(default=None, ge=0, le=1_000_000_000)
     rate_per_minute: float | None = RATE
     send_window: dict[str, Any] | None = None
+    max_consecutive_failures: int | None = FAILURES_IN_A_ROW
+    account_id: IdField | None = None
+    audience_id: IdField | None = None
+    segment: Any = Field(default=None, description="Conditions over contact attributes.")
+    variants: list[Variant] | None = Field(default=None, min_length=1, max_length=20)
+    ab_test: ABTest | None = None
+    start_at: datetime | None = Field(
+        default=None, description="Start by itself at this time; null: start by hand."
+    )
 
 
 class Campaign(BaseModel):
@@ -173,6 +193,16 @@ class Campaign(BaseModel):
     sending_count: int
     total_recipients: int
     last_error: str | None
+    pause_reason: str | None = Field(
+        default=None, description="Why the service paused the campaign by itself, if it did."
+    )
+    max_consecutive_failures: int | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Things the operator should know before (re)starting: an empty "
+        "audience, a limit below what was sent.",
+    )
+    archived_at: str | None = None
     started_at: str | None
     completed_at: str | None
     created_at: str

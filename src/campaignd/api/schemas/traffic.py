@@ -7,11 +7,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from campaignd.api.schemas.common import IdField, RequestBody
+from campaignd.api.schemas.common import IdField, NameText, RequestBody
 from campaignd.domain.http_rules import HttpRuleError, check_headers, normalize_path
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-Name = Field(min_length=1, max_length=200)
 HeaderMap = dict[str, str]
 URL_PATTERN = r"^https?://[^\s/]+"
 
@@ -131,7 +130,7 @@ DATA = Field(
 
 
 class ProfileCreate(RequestBody):
-    name: str = Name
+    name: NameText
     requests: list[ProfileRequest] | None = Field(default=None, min_length=1, max_length=100)
     steps: list[JourneyStep] | None = STEPS
     data: list[dict[str, Any]] | None = DATA
@@ -150,7 +149,7 @@ class ProfileCreate(RequestBody):
 
 
 class ProfilePatch(RequestBody):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: NameText | None = None
     requests: list[ProfileRequest] | None = Field(default=None, min_length=1, max_length=100)
     steps: list[JourneyStep] | None = STEPS
     data: list[dict[str, Any]] | None = DATA
@@ -174,6 +173,7 @@ class Profile(BaseModel):
     data: list[dict[str, Any]] | None = None
     headers: HeaderMap
     think_time_ms: int
+    archived_at: str | None = None
     created_at: str
     updated_at: str
 
@@ -215,7 +215,7 @@ def stage_minutes(stages: list[Stage]) -> float:
 
 
 class TrafficCampaignCreate(RequestBody):
-    name: str = Name
+    name: NameText
     target_url: str = Field(
         min_length=1, max_length=2000, pattern=URL_PATTERN, examples=["http://127.0.0.1:9000"]
     )
@@ -243,7 +243,7 @@ class TrafficCampaignCreate(RequestBody):
 
 
 class TrafficCampaignPatch(RequestBody):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: NameText | None = None
     target_url: str | None = Field(default=None, min_length=1, max_length=2000, pattern=URL_PATTERN)
     user_profile_ids: list[IdField] | None = Field(default=None, min_length=1, max_length=100)
     requests_per_minute: float | None = Field(default=None, gt=0, le=60_000_000)
@@ -276,6 +276,7 @@ class TrafficCampaign(BaseModel):
     traffic_generation_active: bool
     thread_id: str | None
     start_time: str | None
+    archived_at: str | None = None
     created_at: str
     updated_at: str
 

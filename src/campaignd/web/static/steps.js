@@ -194,43 +194,31 @@ function writeRaw(fieldset, values) {
   for (const [name, value] of Object.entries(values)) fieldset.querySelector(`[name="${name}"]`).value = value;
 }
 
-// A profile in the list: its requests, or its steps in order.
-export function profileSummary(p) {
-  if (p.steps && p.steps.length) {
-    const rows = p.data ? `, ${p.data.length} data rows` : "";
-    return `journey: ${p.steps.map((s) => `${s.name} (${s.method || "GET"} ${s.path})`).join(" → ")}${rows}`;
-  }
-  return p.requests.map((r) => `${r.method} ${r.path}`).join(", ");
+// A journey profile in words: its steps in order and its data rows.
+export function journeyWords(p) {
+  const rows = p.data ? `, ${p.data.length} data rows` : "";
+  return `journey: ${p.steps.map((s) => `${s.name} (${s.method || "GET"} ${s.path})`).join(" → ")}${rows}`;
 }
 
-const fixed = (v) => (typeof v === "number" ? v.toFixed(2) : "–");
-
-// The table per step (or request name), the checks, the iterations: for monitor and report.
-export function stepTables(stats) {
-  if (!stats || !stats.steps) return "";
-  const steps = stats.steps.map((s) => `<tr>
-      <th scope="row">${esc(s.name)}</th><td>${esc(s.requests)}</td><td>${esc(s.failed)}</td>
-      <td>${fixed(s.p50)}</td><td>${fixed(s.p90)}</td><td>${fixed(s.p99)}</td><td>${fixed(s.max)}</td></tr>`).join("");
+// The checks' passes and fails and the iterations, under the table per request name (or step)
+// that the monitor and report pages draw.
+export function checkTables(stats) {
+  if (!stats) return "";
   const checks = (stats.checks || []).map((c) => {
     const total = c.passes + c.fails;
     const rate = total ? `${((100 * c.passes) / total).toFixed(2)}%` : "–";
-    return `<tr class="${c.fails ? "check-failing" : ""}"><td>${esc(c.step)}</td><th scope="row">${esc(c.name)}</th>
-      <td>${esc(c.passes)}</td><td>${esc(c.fails)}</td><td>${rate}</td></tr>`;
+    return `<tr class="${c.fails ? "check-failing" : ""}"><td data-label="Step">${esc(c.step)}</td>
+      <td data-label="Check">${esc(c.name)}</td><td data-label="Passes">${esc(c.passes)}</td>
+      <td data-label="Fails">${esc(c.fails)}</td><td data-label="Pass rate">${rate}</td></tr>`;
   }).join("");
   const iterations = stats.iterations || stats.iterations_aborted
     ? `<p id="iterations">Iterations: ${esc(stats.iterations)} completed, ${esc(stats.iterations_aborted)} aborted (a failed extraction).</p>` : "";
-  return `
-    <h2>Per step</h2>
-    <div class="table-wrap"><table id="step-table">
-      <thead><tr><th scope="col">Step</th><th scope="col">Requests</th><th scope="col">Failed</th>
-        <th scope="col">p50 ms</th><th scope="col">p90 ms</th><th scope="col">p99 ms</th><th scope="col">Max ms</th></tr></thead>
-      <tbody>${steps || '<tr><td colspan="7">Nothing yet.</td></tr>'}</tbody>
-    </table></div>
-    ${checks ? `<h2>Checks</h2>
-    <div class="table-wrap"><table id="check-table">
+  if (!checks) return iterations;
+  return `<h2>Checks</h2>
+    <div class="table-wrap"><table class="stack" id="check-table">
       <thead><tr><th scope="col">Step</th><th scope="col">Check</th><th scope="col">Passes</th>
         <th scope="col">Fails</th><th scope="col">Pass rate</th></tr></thead>
       <tbody>${checks}</tbody>
-    </table></div>` : ""}
+    </table></div>
     ${iterations}`;
 }

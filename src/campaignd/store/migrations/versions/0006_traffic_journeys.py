@@ -5,8 +5,8 @@ step (or request name), the checks' passes and fails, and the iterations, so `in
 restart and every report still have them. `busy_users` is the most users with a request in
 flight at once in the window.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
