@@ -170,11 +170,13 @@ class TrafficSupervisor:
         if totals is None:
             totals = await self.repo.cumulative_stats(campaign["id"])
             self._finished_stats[campaign["id"]] = totals
-        return summarize(
+        stats = summarize(
             totals,
             float(campaign.get("active_seconds") or 0.0),
             float(campaign["requests_per_minute"]),
         )
+        stats["busy_users"] = 0  # nothing generates now
+        return stats
 
     async def recover(self) -> list[int]:
         """After a restart, resume every campaign that was generating when the process died."""

@@ -38,6 +38,9 @@ traffic_profiles = Table(
     Column("headers", JSON, nullable=False, default=dict),
     Column("think_time_ms", Integer, nullable=False, default=0),
     _ts("archived_at"),
+    # A journey: ordered steps (then `requests` is empty) and the rows users take data from.
+    Column("steps", JSON, nullable=True),
+    Column("data", JSON, nullable=True),
     _ts("created_at", False),
     _ts("updated_at", False),
 )
@@ -88,6 +91,10 @@ traffic_stats = Table(
     Column("p90_ms", Float, nullable=True),
     Column("p99_ms", Float, nullable=True),
     Column("max_ms", Float, nullable=True),
+    # The most users with a request in flight at once in the window (NULL before 0005).
+    Column("busy_users", Integer, nullable=True),
+    # Per step (or request name): counts and encoded HDR histogram; checks; iterations.
+    Column("step_stats", JSON, nullable=True),
     Index("ix_traffic_stats_campaign_window", "campaign_id", "window_start"),
 )
 

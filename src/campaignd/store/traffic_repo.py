@@ -82,6 +82,7 @@ def _merged(rows: Sequence[Any]) -> WindowStats:
         total.latency_sum_us += row.latency_sum_us
         if row.histogram:
             total.histogram.add(decode_histogram(row.histogram))
+        total.steps_from_json(row.step_stats)
     return total
 
 
@@ -103,6 +104,7 @@ class SeriesPoint:
     p90_ms: float | None
     p99_ms: float | None
     max_ms: float | None
+    busy_users: int | None = None
 
 
 P = traffic_profiles
@@ -372,6 +374,8 @@ class TrafficRepository:
                             item.window.histogram.encode().decode() if item.window.total else None
                         ),
                         **window_percentiles(item.window.histogram),
+                        "busy_users": item.window.busy_users,
+                        "step_stats": item.window.steps_to_json(),
                     }
                     for item in batch
                 ],
@@ -405,6 +409,7 @@ class TrafficRepository:
                         S.c.requests_dropped,
                         S.c.latency_sum_us,
                         S.c.histogram,
+                        S.c.step_stats,
                     )
                     .where(S.c.campaign_id == campaign_id)
                     .order_by(S.c.id)
@@ -483,6 +488,7 @@ class TrafficRepository:
                 S.c.window_seconds.label("seconds"),
                 S.c.target_rpm,
                 *(getattr(S.c, f"{p}_ms") for p in PERCENTILES),
+                S.c.busy_users,
             ).order_by(S.c.id.desc())
         else:
             bucket = (
@@ -498,6 +504,7 @@ class TrafficRepository:
                     func.sum(S.c.window_seconds).label("seconds"),
                     func.avg(S.c.target_rpm).label("target_rpm"),
                     *(func.max(getattr(S.c, f"{p}_ms")).label(f"{p}_ms") for p in PERCENTILES),
+                    func.max(S.c.busy_users).label("busy_users"),
                 )
                 .group_by(literal_column("bucket"))
                 .order_by(literal_column("bucket").desc())
@@ -521,4 +528,5 @@ class TrafficRepository:
             p90_ms=row.p90_ms,
             p99_ms=row.p99_ms,
             max_ms=row.max_ms,
+            busy_users=row.busy_users,
         )
