@@ -348,7 +348,15 @@ async def _child(conn: Connection, plan: LoadPlan, index: int, count: int, drain
     loop.add_reader(conn.fileno(), on_command)
     conn.send(("ready",))
     start_at = await started
-    run = asyncio.create_task(worker.run(drain, start_at))
+
+    def counted() -> None:
+        # Every request is counted: ship the last window and say so before the slow part
+        # (closing the connections), so a parent that cannot wait longer loses nothing.
+        with contextlib.suppress(OSError):
+            conn.send(("window", worker.cut_window().to_wire()))
+            conn.send(("done",))
+
+    run = asyncio.create_task(worker.run(drain, start_at, counted))
     try:
         while not run.done():
             await asyncio.wait({run}, timeout=SHIP_SECONDS)

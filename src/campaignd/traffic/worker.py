@@ -17,6 +17,7 @@ import random
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 
 from campaignd.domain.arrivals import ArrivalSchedule
 from campaignd.domain.journeys import TemplateFailure
@@ -237,11 +238,17 @@ class LoadWorker:
         return self._recorder.cut(len(self._inflight))
 
     # lifecycle ------------------------------------------------------------------------
-    async def run(self, drain_seconds: float = 0.5, start_at: float | None = None) -> None:
+    async def run(
+        self,
+        drain_seconds: float = 0.5,
+        start_at: float | None = None,
+        on_counted: Callable[[], None] | None = None,
+    ) -> None:
         """Generate until stop(); give in-flight requests `drain_seconds`, then close them.
 
         `start_at` (time.monotonic()) is the first arrival's time; several processes given the
-        same instant share one clock.
+        same instant share one clock. `on_counted` runs once every request is counted, before
+        the connections are closed (closing thousands of them can take a while).
         """
         self._loop = asyncio.get_running_loop()
         self._stopped = self._loop.create_future()
@@ -263,9 +270,11 @@ class LoadWorker:
         try:
             await self._stopped
         finally:
-            await self._drain(drain_seconds)
+            await self._drain(drain_seconds, on_counted)
 
-    async def _drain(self, drain_seconds: float) -> None:
+    async def _drain(
+        self, drain_seconds: float, on_counted: Callable[[], None] | None = None
+    ) -> None:
         """Give in-flight requests `drain_seconds`; count the rest as cancelled; close all."""
         assert self._loop is not None
         self.stop()
@@ -280,6 +289,8 @@ class LoadWorker:
             reason = CANCELLED_AT_STOP if user.conn is not None else CANCELLED_CONNECTING
             self._recorder.failure(now - user.scheduled, reason, user.step)
         self._inflight.clear()
+        if on_counted is not None:
+            on_counted()
         for task in list(self._connecting):
             task.cancel()
         if self._connecting:
