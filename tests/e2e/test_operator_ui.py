@@ -214,6 +214,13 @@ def test_traffic_monitor_one_click_one_request_reasons_and_figures(
     assert rows.count() >= 1
     first = rows.first.locator("td").all_inner_texts()
     assert int(first[1].replace(",", "")) > 0
+    # One row per request name, and the busy-users chart drawn from the windows.
+    _wait(lambda: {"GET /home", "GET /missing"} <= set(
+        page.locator("#request-names tbody tr td:first-child").all_inner_texts()
+    ))
+    page.wait_for_function(
+        "() => Number(document.querySelector('#chart-c polyline')?.dataset.points) >= 3"
+    )
     _shoot_both(page, "traffic-monitor")
 
     page.get_by_role("button", name="Stop").click()
