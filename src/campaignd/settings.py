@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     # Message sending: concurrent sends per campaign and recipients claimed per batch.
     send_concurrency: int = Field(default=64, ge=1, le=1024)
     claim_batch: int = Field(default=500, ge=1, le=5000)
+    # The cluster (docs/deploy.md). A node's shard leases expire this long after their last
+    # renewal (a killed node's shards are taken over then); the node loop runs this often.
+    lease_seconds: float = Field(default=15.0, ge=2.0, le=600.0)
+    node_tick_seconds: float = Field(default=1.0, gt=0, le=10.0)
+    # This process's name in `nodes` (default: host-role-pid). Must be unique in a cluster.
+    node_name: str | None = None
+    # False: serve the API only (`serve --no-engine`); campaigns run on other nodes.
+    engine: bool = True
 
     def channel_log_dir(self) -> Path:
         """The log channel's directory, absolute (see log_channel_dir)."""

@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from campaignd import __version__
 from campaignd.api import errors
 from campaignd.api.middleware import BodyLimit, TokenAuth
-from campaignd.api.routers import messaging, seed, system, traffic, ui, unsubscribe
+from campaignd.api.routers import cluster, messaging, seed, system, traffic, ui, unsubscribe
 from campaignd.logs import log_event
 from campaignd.services import Services
 from campaignd.settings import Settings
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(traffic.router)
     app.include_router(messaging.router)
     app.include_router(seed.router)
+    app.include_router(cluster.router)
     app.include_router(ui.router)
     app.include_router(unsubscribe.router)
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")

@@ -144,7 +144,7 @@ async def _import(
     """Screen every row first, then store the good ones in one transaction (all or nothing)."""
     kept, report = contacts.screen(rows)
     inserted = await svc.messaging.add_contacts(audience_id, kept)
-    svc.message_supervisor.forget_reachable()
+    svc.message_app.forget_reachable()
     return {
         "imported": inserted,
         "duplicates": report.duplicates + len(kept) - inserted,
@@ -231,7 +231,7 @@ async def list_contacts(
 )
 async def suppress(body: SuppressionCreate, svc: Services = Depends(services)) -> dict[str, Any]:
     row = await svc.messaging.suppress(body.address, body.reason)
-    svc.message_supervisor.forget_reachable()
+    svc.message_app.forget_reachable()
     return row
 
 
@@ -247,13 +247,13 @@ async def list_suppressions(
 @router.delete("/suppressions/{address}", status_code=204, summary="Lift a suppression")
 async def unsuppress(address: str, svc: Services = Depends(services)) -> Response:
     await svc.messaging.unsuppress(require_storable(address, "address"))
-    svc.message_supervisor.forget_reachable()
+    svc.message_app.forget_reachable()
     return Response(status_code=204)
 
 
 # campaigns ----------------------------------------------------------------------------
 async def campaign_view(svc: Services, campaign_id: int) -> dict[str, Any]:
-    rows = await svc.message_supervisor.describe([await svc.messaging.get_campaign(campaign_id)])
+    rows = await svc.message_app.describe([await svc.messaging.get_campaign(campaign_id)])
     return rows[0]
 
 
@@ -263,8 +263,8 @@ async def create_campaign(
 ) -> dict[str, Any]:
     await svc.messaging.get_account(body.account_id)
     await svc.messaging.get_audience(body.audience_id)
-    sample = await svc.message_supervisor.sample_contact(body.audience_id)
-    checker = svc.message_supervisor.templates
+    sample = await svc.message_app.sample_contact(body.audience_id)
+    checker = svc.message_app.templates
     await checker.check(body.message, "message", sample)
     if body.subject:
         await checker.check(body.subject, "subject", sample)
@@ -282,7 +282,7 @@ async def create_campaign(
         start_at = (
             start_at.replace(tzinfo=UTC) if start_at.tzinfo is None else start_at.astimezone(UTC)
         )
-    row = await svc.messaging.create_campaign(
+    row = await svc.message_app.create(
         {
             "name": body.name,
             "account_id": body.account_id,
@@ -296,10 +296,9 @@ async def create_campaign(
             "ab_test": body.ab_test.model_dump() if body.ab_test else None,
             "start_at": start_at,
             "send_window": windows.validate(body.send_window),
+            "shards": body.shards,
         }
     )
-    if start_at is not None:
-        await svc.message_supervisor.schedule(row["id"])
     return await campaign_view(svc, row["id"])
 
 
@@ -308,7 +307,7 @@ async def list_campaigns(
     status: CampaignStatus | None = Query(default=None), svc: Services = Depends(services)
 ) -> list[dict[str, Any]]:
     rows = await svc.messaging.list_campaigns(status.value if status else None)
-    return await svc.message_supervisor.describe(rows)
+    return await svc.message_app.describe(rows)
 
 
 @router.get("/campaigns/{campaign_id}", response_model=Campaign, summary="Get a campaign")
@@ -333,18 +332,18 @@ async def patch_campaign(
 ) -> dict[str, Any]:
     changes = edit_changes(body)
     if changes:
-        await svc.message_supervisor.edit(campaign_id, changes)
+        await svc.message_app.edit(campaign_id, changes)
     return await campaign_view(svc, campaign_id)
 
 
 @router.delete("/campaigns/{campaign_id}", status_code=204, summary="Delete a campaign")
 async def delete_campaign(campaign_id: IdPath, svc: Services = Depends(services)) -> Response:
-    await svc.message_supervisor.delete(campaign_id)
+    await svc.message_app.delete(campaign_id)
     return Response(status_code=204)
 
 
 async def act(svc: Services, campaign_id: int, action: str) -> dict[str, Any]:
-    previous = await svc.message_supervisor.act(campaign_id, action)
+    previous = await svc.message_app.act(campaign_id, action)
     current = await svc.messaging.get_campaign(campaign_id)
     return {
         "campaign_id": campaign_id,
@@ -479,10 +478,10 @@ async def preview(body: PreviewRequest, svc: Services = Depends(services)) -> di
     sample = None
     if body.audience_id is not None:
         await svc.messaging.get_audience(body.audience_id)
-        sample = await svc.message_supervisor.sample_contact(body.audience_id)
+        sample = await svc.message_app.sample_contact(body.audience_id)
     contact = sample or {"external_id": "sample", "address": "sample@example.com", "attributes": {}}
     try:
-        rendered = await svc.message_supervisor.templates.preview(body.message, contact)
+        rendered = await svc.message_app.templates.preview(body.message, contact)
     except InvalidInput as exc:
         return {"rendered": None, "contact": contact, "error": exc.message}
     return {"rendered": rendered, "contact": contact, "error": None}
