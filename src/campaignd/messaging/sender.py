@@ -324,6 +324,8 @@ class MessageRunner:
             stats = await self.repo.variant_counts(self.campaign_id)
             best = ab_test.winner(metric, self.variants, stats)
             await self.repo.note_ab_test(self.campaign_id, "ab_winner", {"ab_winner": best})
+            if self.shards > 1:  # another shard may have decided first: one winner for all
+                best = (await self.repo.get_campaign(self.campaign_id))["ab_winner"] or best
         except Exception as exc:
             if not is_unavailable(exc):
                 raise

@@ -371,9 +371,17 @@ class MessagingRepository:
             await conn.execute(update(M).where(M.c.id == campaign_id).values(**values))
 
     async def note_ab_test(self, campaign_id: int, event: str, values: dict[str, Any]) -> None:
-        """The A/B test's progress (sample done, winner): kept on the campaign and audited."""
+        """The A/B test's progress (sample done, winner): kept on the campaign and audited.
+
+        Written once: with several shards the first one to decide wins, the others adopt it.
+        """
+        unset = [getattr(M.c, key).is_(None) for key in values]
         async with self.db.transaction() as conn:
-            await conn.execute(update(M).where(M.c.id == campaign_id).values(**values))
+            result = await conn.execute(
+                update(M).where(M.c.id == campaign_id, *unset).values(**values)
+            )
+            if not result.rowcount:
+                return
             await status_store.record_event(
                 conn,
                 CampaignKind.MESSAGE,

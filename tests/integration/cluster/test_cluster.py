@@ -50,13 +50,12 @@ def start_cluster(
     factory: Any, url: str, workers: int, **env: str
 ) -> tuple[ServiceProcess, dict[str, ServiceProcess]]:
     api = factory(url, args=("--no-engine",), name="api", **env)
-    nodes = {
-        f"w{i}": factory(url, command="worker", name=f"w{i}", **env) for i in range(workers)
-    }
+    nodes = {f"w{i}": factory(url, command="worker", name=f"w{i}", **env) for i in range(workers)}
     with api.client() as client:
         wait_until(
-            lambda: sum(n["alive"] and n["engine"] for n in client.get("/api/nodes").json())
-            == workers,
+            lambda: (
+                sum(n["alive"] and n["engine"] for n in client.get("/api/nodes").json()) == workers
+            ),
             20,
             "every worker alive",
         )
@@ -99,7 +98,10 @@ def test_two_plain_serves_on_one_database_never_double_send(
     first: ServiceProcess = service_factory(postgres_url)
     with first.client() as client:
         campaign = make_campaign(
-            client, make_account(client, target), make_audience(client, 400), limit=400,
+            client,
+            make_account(client, target),
+            make_audience(client, 400),
+            limit=400,
             rate_per_minute=3000,
         )
         client.post(f"/api/campaigns/{campaign}/start")
@@ -149,8 +151,10 @@ def test_kill_9_a_worker_during_a_sharded_traffic_campaign(
         workers[victim].kill()
         killed_at = time.monotonic()
         back = wait_until(
-            lambda: len(holders(client, "traffic", campaign)) == 3
-            and victim not in holders(client, "traffic", campaign).values(),
+            lambda: (
+                len(holders(client, "traffic", campaign)) == 3
+                and victim not in holders(client, "traffic", campaign).values()
+            ),
             25,
             "the dead node's shard taken over",
         )
@@ -299,9 +303,7 @@ def test_a_paused_node_loses_its_lease_and_sends_nothing_for_the_old_epoch(
         other = "w1" if paused == "w0" else "w0"
         wait_until(lambda: len(lines(paused)) >= 20, 15, "sending under way")
         workers[paused].send(signal.SIGSTOP)
-        wait_until(
-            lambda: holders(client, "message", campaign).get(0) == other, 20, "taken over"
-        )
+        wait_until(lambda: holders(client, "message", campaign).get(0) == other, 20, "taken over")
         wait_until(lambda: len(lines(other)) >= 10, 15, "the new holder sends")
         at_cont = len(lines(paused))
         workers[paused].send(signal.SIGCONT)

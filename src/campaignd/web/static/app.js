@@ -4,6 +4,7 @@ import { render } from "./dom.js";
 import { newMessageView, newTrafficView } from "./editor.js";
 import { listView } from "./list.js";
 import { monitorView } from "./monitor.js";
+import { nodesView } from "./nodes.js";
 import { reportView } from "./report.js";
 import { setupView } from "./setup.js";
 
@@ -14,6 +15,7 @@ const ROUTES = [
   [/^#\/traffic\/new$/, () => newTrafficView()],
   [/^#\/messages\/new$/, () => newMessageView()],
   [/^#\/setup$/, () => setupView()],
+  [/^#\/nodes$/, (m, signal) => nodesView(signal)],
   [/^#\/(traffic|messages)\/(\d+)$/, (m, signal) => monitorView(m[1], Number(m[2]), signal)],
   [/^#\/(traffic|messages)\/(\d+)\/report$/, (m) => reportView(m[1], Number(m[2]))],
 ];

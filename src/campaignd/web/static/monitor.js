@@ -1,6 +1,7 @@
 // The live monitor of one campaign: status, actions, edit dialog, charts; polled every second.
 import { api } from "./api.js";
 import { messageChart, trafficCharts } from "./chart.js";
+import { holdersText } from "./nodes.js";
 import { badge, esc, number, render, showError } from "./dom.js";
 
 const KINDS = {
@@ -89,6 +90,7 @@ export async function monitorView(kindName, id, signal) {
     <p><a href="#/">← All campaigns</a></p>
     <h1 id="campaign-name">Campaign ${esc(id)}</h1>
     <p>Status: <span id="campaign-status" aria-live="polite"></span></p>
+    <p>Running on: <span id="campaign-nodes"></span></p>
     <div class="actions" id="actions"></div>
     <p id="action-error" class="error" role="alert" hidden></p>
     <p class="reports"><a id="report-page" href="#/${kindName}/${id}/report">Full report</a> ·
@@ -165,6 +167,7 @@ export async function monitorView(kindName, id, signal) {
       current = campaign;
       document.getElementById("campaign-name").textContent = kind.name(campaign);
       document.getElementById("campaign-status").innerHTML = badge(campaign.status);
+      document.getElementById("campaign-nodes").textContent = holdersText(campaign.nodes);
       document.getElementById("stats").innerHTML = kind.summary(campaign)
         .map(([label, value]) => `<div><dt>${label}</dt><dd data-stat="${esc(label)}">${esc(value)}</dd></div>`)
         .join("");
