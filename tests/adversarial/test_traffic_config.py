@@ -22,6 +22,7 @@ from campaignd.services import Services
 from campaignd.settings import Settings
 from campaignd.store.tables import traffic_stats
 from campaignd.traffic import headless
+from campaignd.traffic.connections import ConnectionBudget
 from campaignd.traffic.generation import Generation
 from campaignd.traffic.http import HeaderInjection, HttpTarget, encode_request, open_connection
 from campaignd.traffic.plan import LoadPlan, RequestSpec, UserProfile
@@ -104,13 +105,22 @@ async def test_a_connection_goes_to_the_pinned_address_and_names_the_host(
     pinned = HttpTarget.parse(f"http://pinned.invalid:{target.port}", ("127.0.0.1",))
     loop = asyncio.get_running_loop()
     answered: asyncio.Future[int] = loop.create_future()
-    conn = await open_connection(pinned, lambda _c, status, _k: answered.set_result(status), None)
+    budget = ConnectionBudget(1)
+    assert budget.try_acquire()
+    conn = await open_connection(
+        pinned, lambda _c, status, _k: answered.set_result(status), None, budget
+    )
     try:
         conn.send(encode_request(RequestSpec("GET", "/pinned"), pinned), head=False)
         assert await asyncio.wait_for(answered, 5) == 200
     finally:
         conn.close()
     assert target.counts["/pinned"] == 1
+    for _ in range(100):  # the slot comes back once the transport has closed the socket
+        if budget.open == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert budget.open == 0
     _, _, headers = target.bodies[-1]
     assert headers["Host"] == f"pinned.invalid:{target.port}"
 

@@ -25,6 +25,7 @@ from campaignd.traffic.generation import Ending, Generation
 from campaignd.traffic.plan import LoadPlan, RequestSpec, UserProfile
 from campaignd.traffic.worker import EVERY_USER_BUSY, NO_FREE_SLOT, LoadWorker
 from support.net import free_port
+from support.processes import load_children
 from support.traffic_flow import info, make_campaign, make_profile, start
 
 pytestmark = pytest.mark.slow
@@ -132,12 +133,6 @@ async def _wait_until(condition: Any, timeout: float) -> None:
         await asyncio.sleep(0.02)
 
 
-def _load_children() -> list[psutil.Process]:
-    return [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if "resource_tracker" not in " ".join(p.cmdline())
-    ]
 
 
 async def test_requests_in_flight_at_stop_are_counted_as_cancelled(silent: SilentTarget) -> None:
@@ -178,7 +173,7 @@ async def test_saturated_worker_processes_stop_within_a_second_and_lose_no_count
     await generation.flush()
     totals = generation.totals
     seen = await asyncio.to_thread(silent.settled_requests)
-    assert _load_children() == []
+    assert load_children() == []
     assert took < 1.5, took
     assert seen == silent.connections == cap
     assert totals.total == seen, (totals.total, seen, dict(totals.errors))

@@ -14,6 +14,7 @@ import multiprocessing
 import resource
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from campaignd.domain import templates
@@ -62,6 +63,9 @@ class TemplateChecker:
         self.memory_bytes = memory_bytes
         self._pool: ProcessPoolExecutor | None = None
         self._retired: list[ProcessPoolExecutor] = []
+        # Every worker process any pool started: an executor forgets its processes once shut
+        # down, so the checker keeps them to kill and join at the end.
+        self._started: dict[int, BaseProcess] = {}
         self._slots: asyncio.Semaphore | None = None
 
     async def check(
@@ -82,7 +86,10 @@ class TemplateChecker:
             for attempt in (1, 2):
                 pool = self._current_pool()
                 try:
-                    future = asyncio.wrap_future(pool.submit(call, *args))
+                    # submit() may start the worker processes: a spawn is too slow for the loop.
+                    submitted = await asyncio.to_thread(pool.submit, call, *args)
+                    future = asyncio.wrap_future(submitted)
+                    self._started.update(_processes(pool))
                     status, value, context = await asyncio.wait_for(future, self.task_seconds)
                 except TimeoutError:
                     self._discard(pool, "timeout")
@@ -122,6 +129,7 @@ class TemplateChecker:
             self._pool = None
         self._retired = [p for p in self._retired if _alive(p)] + [pool]
         log_event("templates.pool_replaced", level=logging.WARNING, reason=reason)
+        self._started.update(_processes(pool))
         _kill(pool)
 
     async def shutdown(self) -> None:
@@ -129,21 +137,33 @@ class TemplateChecker:
         pools = [*self._retired, *([self._pool] if self._pool is not None else [])]
         self._pool, self._retired = None, []
         for pool in pools:
-            # A replaced pool's executor may still be reaping its workers: kill again and join.
+            self._started.update(_processes(pool))
             _kill(pool)
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        started, self._started = list(self._started.values()), {}
+        for process in started:
+            if process.is_alive():
+                process.kill()
+        await asyncio.to_thread(_join_all, started)
+
+
+def _processes(pool: ProcessPoolExecutor) -> dict[int, BaseProcess]:
+    return dict(getattr(pool, "_processes", None) or {})
+
+
+def _join_all(processes: list[BaseProcess]) -> None:
+    for process in processes:
+        process.join(5)
 
 
 def _alive(pool: ProcessPoolExecutor) -> bool:
-    processes = getattr(pool, "_processes", None) or {}
-    return any(process.is_alive() for process in list(processes.values()))
+    return any(process.is_alive() for process in _processes(pool).values())
 
 
 def _kill(pool: ProcessPoolExecutor) -> None:
     # The executor has no public way to stop a running task; its processes are killed and the
     # executor, now broken, reaps them and fails what it still holds.
-    processes = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
+    for process in _processes(pool).values():
         if process.is_alive():
             process.kill()
     pool.shutdown(wait=False, cancel_futures=True)

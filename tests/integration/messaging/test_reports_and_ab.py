@@ -131,5 +131,7 @@ def test_traffic_report(client: httpx.Client, target: CountingTarget) -> None:
         "rpm",
         "target_rpm",
         "p50_ms",
+        "p90_ms",
         "p99_ms",
+        "max_ms",
     }

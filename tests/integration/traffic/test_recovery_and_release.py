@@ -11,6 +11,7 @@ import pytest
 
 from campaignd.domain.statuses import CampaignStatus
 from campaignd.services import Services
+from support.processes import load_children
 from support.service import ServiceProcess
 from support.target import CountingTarget
 from support.traffic_flow import info, make_campaign, make_profile, start, wait_for_status
@@ -78,7 +79,7 @@ async def test_runner_releases_tasks_and_sockets(
     row = await services.traffic.get_campaign(campaign)
     assert row["status"] == ending
     assert row["generating"] is False
-    assert psutil.Process(os.getpid()).children() == []
+    assert load_children() == []
 
 
 def test_kill_9_while_generating_resumes_after_restart(

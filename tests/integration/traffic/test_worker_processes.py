@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import psutil
 import pytest
 
 from campaignd.traffic.generation import Ending, Generation
 from campaignd.traffic.plan import LoadPlan, RequestSpec, UserProfile
+from support.processes import load_children
 from support.target import CountingTarget
 
 pytestmark = pytest.mark.slow
@@ -20,13 +20,6 @@ def _plan(url: str, rate: float, users: int = 20) -> LoadPlan:
     return LoadPlan(url, (profile,), total_users=users, rate_per_second=rate)
 
 
-def _load_children() -> list[psutil.Process]:
-    """Child processes other than multiprocessing's shared resource tracker."""
-    return [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if "resource_tracker" not in " ".join(p.cmdline())
-    ]
 
 
 async def test_two_processes_deliver_the_exact_count_and_are_released(
@@ -35,7 +28,7 @@ async def test_two_processes_deliver_the_exact_count_and_are_released(
     generation = Generation(_plan(target.url, 150.0), duration_seconds=2.0, workers=2)
     run = asyncio.create_task(generation.run())
     await asyncio.sleep(1.0)
-    assert len(_load_children()) == 2
+    assert len(load_children()) == 2
     assert await asyncio.wait_for(run, 20) is Ending.COMPLETED
     await generation.flush()
     assert target.total == 300
@@ -43,7 +36,7 @@ async def test_two_processes_deliver_the_exact_count_and_are_released(
     assert generation.totals.dropped == 0
     histogram = generation.totals.histogram
     assert 0 < histogram.get_value_at_percentile(99) <= histogram.get_max_value()
-    assert _load_children() == []
+    assert load_children() == []
 
 
 async def test_stop_ends_generation_within_a_second_and_joins_the_processes(
@@ -56,7 +49,7 @@ async def test_stop_ends_generation_within_a_second_and_joins_the_processes(
     stopped_at = time.monotonic()
     assert await asyncio.wait_for(run, 10) is Ending.STOPPED
     assert time.monotonic() - stopped_at < 3.0
-    assert _load_children() == []
+    assert load_children() == []
     await asyncio.sleep(1.2)
     assert target.count_between(stopped_at + 1.0, time.monotonic()) == 0
     assert target.total >= 100
