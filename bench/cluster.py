@@ -69,8 +69,12 @@ def start_nodes(url: str, tmp: Path, workers: int, engine_in_api: bool) -> list[
     api = ServiceProcess(url, tmp / "api.log", args=api_args, name="api", **env).start()
     nodes = [api]
     for i in range(workers):
+        # INFO: the support's readiness check waits for the worker's "node.started" line.
+        worker_env = {"CAMPAIGND_LOG_LEVEL": "INFO"}
         nodes.append(
-            ServiceProcess(url, tmp / f"w{i}.log", command="worker", name=f"w{i}", **env).start()
+            ServiceProcess(
+                url, tmp / f"w{i}.log", command="worker", name=f"w{i}", **worker_env
+            ).start()
         )
     return nodes
 
@@ -199,7 +203,6 @@ def main() -> None:
     parser.add_argument("--skip-deliveries", action="store_true")
     parser.add_argument("--skip-api", action="store_true")
     args = parser.parse_args()
-    os.environ.setdefault("CAMPAIGND_LOG_LEVEL", "WARNING")
     print(f"cluster bench on PostgreSQL, {os.cpu_count()} cores")
     if not args.skip_deliveries:
         print(f"\nmessage deliveries/s, one unpaced campaign of {args.contacts} to a webhook")

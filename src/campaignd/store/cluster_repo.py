@@ -336,13 +336,27 @@ class ClusterRepository:
             await conn.execute(delete(L).where(L.c.kind == kind, L.c.campaign_id == campaign_id))
 
     async def holders(self, kind: str, campaign_ids: Iterable[int]) -> dict[int, list[LeaseRow]]:
-        """Live holders per campaign (expired leases left out)."""
-        rows = await self.leases_of(kind, campaign_ids)
-        now = await self.clock() if rows else utcnow()
+        """Live holders per campaign (expired leases left out), in one query."""
+        ids = list(campaign_ids)
+        if not ids:
+            return {}
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(L)
+                    .where(
+                        L.c.kind == kind,
+                        L.c.campaign_id.in_(ids),
+                        L.c.holder.is_not(None),
+                        L.c.expires_at > self._now(),
+                    )
+                    .order_by(L.c.campaign_id, L.c.shard)
+                )
+            ).all()
         out: dict[int, list[LeaseRow]] = {}
-        for lease in rows:
-            if lease.held_at(now):
-                out.setdefault(lease.campaign_id, []).append(lease)
+        for row in rows:
+            lease = LeaseRow.from_row(row)
+            out.setdefault(lease.campaign_id, []).append(lease)
         return out
 
     # fencing ----------------------------------------------------------------------------
