@@ -63,20 +63,21 @@ class Sink:
         self.manager.shutdown()
 
 
-def start_nodes(url: str, tmp: Path, workers: int, engine_in_api: bool) -> list[ServiceProcess]:
+def start_nodes(
+    url: str, tmp: Path, workers: int, engine_in_api: bool, nodes: list[ServiceProcess]
+) -> None:
+    """Start the API node and the workers into `nodes` (so a failed start is cleaned up)."""
     env = {"CAMPAIGND_LOG_LEVEL": "WARNING"}
     api_args: tuple[str, ...] = () if engine_in_api else ("--no-engine",)
-    api = ServiceProcess(url, tmp / "api.log", args=api_args, name="api", **env).start()
-    nodes = [api]
+    api = ServiceProcess(url, tmp / "api.log", args=api_args, name="api", **env)
+    nodes.append(api)
+    api.start()
     for i in range(workers):
         # INFO: the support's readiness check waits for the worker's "node.started" line.
         worker_env = {"CAMPAIGND_LOG_LEVEL": "INFO"}
-        nodes.append(
-            ServiceProcess(
-                url, tmp / f"w{i}.log", command="worker", name=f"w{i}", **worker_env
-            ).start()
-        )
-    return nodes
+        node = ServiceProcess(url, tmp / f"w{i}.log", command="worker", name=f"w{i}", **worker_env)
+        nodes.append(node)
+        node.start()
 
 
 def with_cluster(
@@ -87,7 +88,7 @@ def with_cluster(
     nodes: list[ServiceProcess] = []
     try:
         with Sink() as sink:
-            nodes = start_nodes(url, tmp, workers, engine_in_api)
+            start_nodes(url, tmp, workers, engine_in_api, nodes)
             with httpx.Client(base_url=nodes[0].url, timeout=60) as client:
                 return body(client, sink)
     finally:
