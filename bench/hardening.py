@@ -129,7 +129,7 @@ def black_hole_phase(client: httpx.Client, port: int, users: int, seconds: float
     profile = client.post(
         "/api/traffic/profiles", json={"name": "hole", "requests": [{"path": "/"}]}
     ).json()["id"]
-    campaign = client.post(
+    created = client.post(
         "/api/traffic/campaigns",
         json={
             "name": "black hole",
@@ -140,9 +140,12 @@ def black_hole_phase(client: httpx.Client, port: int, users: int, seconds: float
             "total_users": users,
             "request_timeout_seconds": 30,
         },
-    ).json()["id"]
+    )
+    campaign = created.json()["id"]
     client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "running"})
-    client.post("/api/traffic/generate", json={"campaign_id": campaign})
+    generate = client.post("/api/traffic/generate", json={"campaign_id": campaign})
+    if generate.status_code != 200:
+        return f"generate answered {generate.status_code}: {generate.text[:300]}"
     time.sleep(seconds)
     started = time.perf_counter()
     stop = client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "stopped"})
@@ -182,18 +185,19 @@ def slow_clients_phase(port: int, count: int, seconds: float) -> str:
             with contextlib.suppress(OSError):
                 sock.send(b" ")  # a byte a second: a slow client, not an idle one
         time.sleep(1)
-    closed = 0
+    answers: Counter[str] = Counter()
     for sock in sockets:
         try:
-            closed += sock.recv(65536) == b""
+            head = sock.recv(65536)
+            answers[head.split(b"\r\n", 1)[0].decode() if head else "closed"] += 1
         except BlockingIOError:
-            pass
+            answers["still open"] += 1
         except OSError:
-            closed += 1
+            answers["reset"] += 1
         sock.close()
     return (
-        f"{2 * count} slow connections: {refused} refused at connect, {closed} of "
-        f"{len(sockets)} closed by the server within {seconds:.0f} s"
+        f"{2 * count} slow connections: {refused} refused at connect; after {seconds:.0f} s: "
+        f"{dict(answers)}"
     )
 
 

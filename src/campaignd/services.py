@@ -19,6 +19,7 @@ from campaignd.engine.message_supervisor import MessageSupervisor
 from campaignd.engine.node import Node, default_node_name
 from campaignd.engine.supervisor import TrafficSupervisor
 from campaignd.engine.traffic_app import TrafficApp
+from campaignd.messaging.bounces import BounceRecorder
 from campaignd.metrics import build_registry
 from campaignd.settings import Settings
 from campaignd.store.cluster_repo import ClusterRepository
@@ -69,12 +70,16 @@ class Services:
             messaging=messaging,
             cluster=ClusterRepository(db),
             traffic_app=TrafficApp(traffic, guard, traffic_host, node),
-            message_app=MessageApp(messaging, node=node),
+            message_app=MessageApp(messaging, settings, guard, node=node),
             traffic_supervisor=traffic_host,
             message_supervisor=message_host,
             node=node,
             role=role,
         )
+        if message_host is not None:  # a bounce this node's runners record drops the reach cache
+            message_host.bounces = BounceRecorder(
+                messaging, message_host.operations, svc.message_app.forget_reachable
+            )
         svc.metrics = build_registry(svc)
         return svc
 

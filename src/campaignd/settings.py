@@ -21,8 +21,9 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     # Where a generated key is kept when CAMPAIGND_SECRET_KEY is not set.
     secret_key_file: str = "campaignd.key"
-    # Where recipients reach this service, for unsubscribe links in messages.
-    public_url: str = "http://127.0.0.1:8080"
+    # Where recipients reach this service, for unsubscribe and tracked links in messages.
+    # Unset: the address the service is served on (http://host:port).
+    public_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "INFO"
@@ -53,6 +54,16 @@ class Settings(BaseSettings):
     node_name: str | None = None
     # False: serve the API only (`serve --no-engine`); campaigns run on other nodes.
     engine: bool = True
+    # A message campaign pauses itself after this many failed deliveries in a row (a dead
+    # webhook must not burn through the audience); 0 turns it off. A campaign may set its own.
+    max_consecutive_failures: int = Field(default=50, ge=0)
+
+    def public_base(self) -> str:
+        """The base URL of links in messages: CAMPAIGND_PUBLIC_URL, else the served address."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def channel_log_dir(self) -> Path:
         """The log channel's directory, absolute (see log_channel_dir)."""

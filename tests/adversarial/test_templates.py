@@ -237,3 +237,15 @@ def test_service_stop_leaves_no_template_worker(
     assert service.signal(signal.SIGTERM) == 0
     _gone, alive = psutil.wait_procs(workers, timeout=10)
     assert alive == []
+
+
+def test_a_killed_service_leaves_no_template_worker(
+    service: ServiceProcess, client: httpx.Client
+) -> None:
+    assert client.post("/api/campaigns/preview", json={"message": "Hi"}).json()["rendered"] == "Hi"
+    assert service.process is not None
+    workers = _workers(service.process.pid)
+    assert workers, "the preview ran in a worker process"
+    service.kill()  # kill -9: the service stops nothing itself
+    _gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert alive == [], "an orphaned worker outlived the service"

@@ -518,3 +518,18 @@ async def test_windows_are_stored_with_percentiles_and_old_ones_filled_once(
     assert await services.traffic.fill_missing_percentiles(campaign) == 0
     async with services.db.read() as conn:
         assert (await conn.execute(select(traffic_stats.c.max_ms))).scalar() == expected["max"]
+
+
+# Found by bench/hardening.py: a request saved without "method" broke generate with a 500.
+def test_a_request_saved_with_only_a_path_takes_the_defaults_and_generates(
+    server: ServiceProcess, target: CountingTarget
+) -> None:
+    with server.client() as client:
+        profile = make_profile(client, requests=[{"path": "/only-a-path"}])
+        stored = client.get(f"/api/traffic/profiles/{profile}").json()["requests"]
+        assert stored == [{"method": "GET", "path": "/only-a-path", "weight": 1.0}]
+        campaign = make_campaign(client, target.url, profile, requests_per_minute=1200)
+        started = start(client, campaign)
+        assert started["success"] is True
+        _wait(lambda: target.counts["/only-a-path"] >= 5, 10, "requests reach the target")
+        wait_for_status(client, campaign, "completed", timeout=15)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email import message_from_bytes
@@ -24,16 +25,36 @@ class Mailbox:
         self.sessions: set[int] = set()
         self.reply: list[str] = []
         self.encrypted: list[bool] = []  # per message: did it arrive over TLS
+        # domain -> (reply, seconds): answer RCPTs to that domain with `reply` for `seconds`
+        # from the first RCPT to it (a provider throttling one domain).
+        self.refuse_domain: dict[str, tuple[str, float]] = {}
+        self._refusing_until: dict[str, float] = {}
+        self.rcpts: list[tuple[float, str, str]] = []  # (monotonic time, address, reply)
+        self.received_at: list[float] = []  # per message, monotonic
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+    def _answer(self, address: str) -> str | None:
         if self.reply:
             return self.reply.pop(0)
+        domain = address.rpartition("@")[2].lower()
+        if domain in self.refuse_domain:
+            reply, seconds = self.refuse_domain[domain]
+            until = self._refusing_until.setdefault(domain, time.monotonic() + seconds)
+            if time.monotonic() < until:
+                return reply
+        return None
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        refusal = self._answer(address)
+        self.rcpts.append((time.monotonic(), address, refusal or "250 OK"))
+        if refusal is not None:
+            return refusal
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         self.sessions.add(id(session))
         self.messages.append(message_from_bytes(envelope.content))
+        self.received_at.append(time.monotonic())
         # session.ssl is set by STARTTLS only; a TLS-from-the-start transport says so itself.
         tls_transport = server.transport.get_extra_info("ssl_object") is not None
         self.encrypted.append(session.ssl is not None or tls_transport)

@@ -11,7 +11,17 @@ from fastapi.staticfiles import StaticFiles
 from campaignd import __version__
 from campaignd.api import errors
 from campaignd.api.middleware import BodyLimit, TokenAuth
-from campaignd.api.routers import cluster, messaging, seed, system, traffic, ui, unsubscribe
+from campaignd.api.routers import (
+    cluster,
+    deliveries,
+    links,
+    messaging,
+    seed,
+    system,
+    traffic,
+    ui,
+    unsubscribe,
+)
 from campaignd.logs import log_event
 from campaignd.services import Services
 from campaignd.settings import Settings
@@ -51,10 +61,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(system.router)
     app.include_router(traffic.router)
     app.include_router(messaging.router)
+    app.include_router(deliveries.router)
     app.include_router(seed.router)
     app.include_router(cluster.router)
     app.include_router(ui.router)
     app.include_router(unsubscribe.router)
+    app.include_router(links.router)
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(TokenAuth, token=settings.api_token)

@@ -9,10 +9,12 @@ one byte at a time holds a connection, and a file descriptor, for as long as it 
 - a body timeout, from the end of the headers until the whole body is in (not counted
   while the server itself has paused reading because the route is slow to consume it);
 - a cap on open connections. At the cap, a new connection takes the place of the oldest one
-  that has not yet sent complete headers (an idle keep-alive or a slow client), which is
-  closed; when every open connection is busy with a request, the new one is answered 503
-  and closed at once. So a flood of slow clients cannot lock out a health probe: the probe
-  pushes out the oldest waiter and is answered in milliseconds.
+  that is waiting on its client: for complete headers (an idle keep-alive or a slow client),
+  or for the rest of a body it has been sending for over BODY_GRACE_SECONDS; that one is
+  closed. When every open connection is busy with a request the server is working on, the
+  new one is answered 503 and closed at once. So a flood of slow clients, slow headers or
+  slow bodies, cannot lock out a health probe: the probe pushes out the oldest waiter and is
+  answered in milliseconds.
 
 On expiry the connection is answered 408 when no response has started, then closed.
 """
@@ -46,6 +48,8 @@ BUSY_503 = _plain(
 
 
 REFUSED_LINGER_SECONDS = 0.5
+# A body still arriving after this long may give way to a new connection at the cap.
+BODY_GRACE_SECONDS = 2.0
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -56,6 +60,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     max_connections: int = 1000
     # Connections waiting for a request's headers, oldest first (per server: see for_settings).
     _waiting: dict[GuardedHttpProtocol, None] = {}
+    # Connections receiving a request body, with the moment its headers completed.
+    _in_body: dict[GuardedHttpProtocol, float] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -72,6 +78,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 "body_timeout": settings.body_timeout_seconds,
                 "max_connections": settings.max_connections,
                 "_waiting": {},
+                "_in_body": {},
             },
         )
 
@@ -95,12 +102,26 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         while self._waiting:
             oldest = next(iter(self._waiting))
             oldest._stop_waiting()
-            if not oldest.transport.is_closing():
-                self.connections.discard(oldest)  # its place is taken now, not at its close
-                oldest._disarm()
-                oldest.transport.close()
+            if oldest._evict():
+                return True
+        since = self.loop.time() - BODY_GRACE_SECONDS
+        for slow, started in list(self._in_body.items()):
+            if started > since:
+                break  # the rest started later still
+            if slow.flow is not None and slow.flow.read_paused:
+                continue  # the server is slow to read this body, not the client to send it
+            del self._in_body[slow]
+            if slow._evict():
                 return True
         return False
+
+    def _evict(self) -> bool:
+        if self.transport.is_closing():
+            return False
+        self.connections.discard(self)  # its place is taken now, not at its close
+        self._disarm()
+        self.transport.close()
+        return True
 
     def _start_waiting(self) -> None:
         self._waiting[self] = None
@@ -116,6 +137,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self._stop_waiting()
+        self._in_body.pop(self, None)
         if self._refused:
             return
         super().connection_lost(exc)
@@ -130,10 +152,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._disarm()
         self._stop_waiting()
         super().on_headers_complete()
+        self._in_body[self] = self.loop.time()
         self._arm(self.body_timeout, awaiting_headers=False)
 
     def on_message_complete(self) -> None:
         self._disarm()
+        self._in_body.pop(self, None)
         super().on_message_complete()
 
     def on_response_complete(self) -> None:

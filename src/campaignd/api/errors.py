@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from campaignd.api.validation_text import sentence
 from campaignd.domain.errors import (
     CampaignError,
     Conflict,
@@ -54,18 +55,16 @@ def _error_field(error: Any) -> str:
 
 
 def validation_body(exc: RequestValidationError) -> dict[str, Any]:
-    details = [
-        {
-            "field": _error_field(e),
-            "message": e.get("msg", ""),
-            "type": e.get("type"),
-        }
-        for e in exc.errors()
-    ]
-    first = details[0] if details else {"field": "body", "message": "invalid"}
-    more = f" (and {len(details) - 1} more problem(s))" if len(details) > 1 else ""
+    details = []
+    for e in exc.errors():
+        field = _error_field(e)
+        kind = str(e.get("type", ""))
+        text = sentence(field, kind, str(e.get("msg", "")), dict(e.get("ctx") or {}))
+        details.append({"field": field, "message": text, "type": kind})
+    first = details[0] if details else {"field": "body", "message": "The body is invalid."}
+    more = f" ({len(details) - 1} more problem(s) in the details.)" if len(details) > 1 else ""
     return {
-        "error": f"Field '{first['field']}': {first['message']}{more}.",
+        "error": f"{first['message']}{more}",
         "field": first["field"],
         "details": details,
     }

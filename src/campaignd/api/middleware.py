@@ -15,9 +15,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Served without a token: the health probe, the UI's static shell (it holds no data; the
 # UI asks the operator for the token and sends it on every API call), and signed
-# unsubscribe links, which recipients follow from their messages.
+# unsubscribe and tracked links (/l/), which recipients follow from their messages.
 PUBLIC_PATHS = frozenset({"/healthz", "/", "/favicon.ico"})
-PUBLIC_PREFIXES = ("/static/", "/ui/", "/unsubscribe/")
+PUBLIC_PREFIXES = ("/static/", "/ui/", "/unsubscribe/", "/l/")
 
 
 def is_public(path: str) -> bool:

@@ -1,4 +1,9 @@
-"""Segments: filters over a contact's attributes, evaluated without I/O."""
+"""Segments: filters over a contact's attributes, evaluated without I/O.
+
+A condition may instead name another campaign (a follow-up): `{"campaign": 7, "received":
+true, "clicked": false}`. Those need the ledger, so the recipient query applies them (see
+`engagement_conditions`); `matches` leaves them to it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 from campaignd.domain.errors import InvalidInput
 
 OPERATORS = ("equals", "not_equals", "in", "range", "exists", "tags")
+ENGAGEMENTS = ("received", "clicked", "converted")
 
 
 def validate(segment: Any, field: str = "segment") -> list[dict[str, Any]]:
@@ -21,6 +27,9 @@ def validate(segment: Any, field: str = "segment") -> list[dict[str, Any]]:
         )
     for index, condition in enumerate(conditions):
         where = f"{field}[{index}]"
+        if isinstance(condition, dict) and "campaign" in condition:
+            _check_engagement(condition, where)
+            continue
         if not isinstance(condition, dict) or not isinstance(condition.get("attribute"), str):
             raise InvalidInput(f"Field '{where}' needs an 'attribute' name.", field=where)
         ops = [op for op in OPERATORS if op in condition]
@@ -30,6 +39,39 @@ def validate(segment: Any, field: str = "segment") -> list[dict[str, Any]]:
             )
         _check_operand(ops[0], condition[ops[0]], f"{where}.{ops[0]}")
     return list(conditions)
+
+
+def _check_engagement(condition: dict[str, Any], where: str) -> None:
+    campaign = condition["campaign"]
+    if isinstance(campaign, bool) or not isinstance(campaign, int) or not 0 < campaign < 2**53:
+        raise InvalidInput(
+            f"Field '{where}.campaign' must be a campaign id.", field=f"{where}.campaign"
+        )
+    unknown = sorted(set(condition) - {"campaign", *ENGAGEMENTS})
+    if unknown:
+        raise InvalidInput(
+            f"Field '{where}.{unknown[0]}' is not an engagement; use {', '.join(ENGAGEMENTS)}.",
+            field=f"{where}.{unknown[0]}",
+        )
+    given = [name for name in ENGAGEMENTS if name in condition]
+    if not given:
+        raise InvalidInput(
+            f"Field '{where}' needs at least one of {', '.join(ENGAGEMENTS)}.", field=where
+        )
+    for name in given:
+        if not isinstance(condition[name], bool):
+            raise InvalidInput(
+                f"Field '{where}.{name}' must be true or false.", field=f"{where}.{name}"
+            )
+
+
+def engagement_conditions(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The follow-up conditions (on another campaign), for the recipient query."""
+    return [c for c in conditions if isinstance(c, dict) and "campaign" in c]
+
+
+def referenced_campaigns(conditions: list[dict[str, Any]]) -> list[int]:
+    return sorted({int(c["campaign"]) for c in engagement_conditions(conditions)})
 
 
 def _is_scalar(value: Any) -> bool:
@@ -101,6 +143,8 @@ def matches(conditions: list[dict[str, Any]], contact: dict[str, Any]) -> bool:
 
 
 def _met(condition: Any, contact: dict[str, Any]) -> bool:
+    if isinstance(condition, dict) and "campaign" in condition:
+        return True  # a follow-up condition: the recipient query has applied it
     if not isinstance(condition, dict) or not isinstance(condition.get("attribute"), str):
         return False
     try:

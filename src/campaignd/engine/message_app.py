@@ -8,16 +8,26 @@ this process, through NOTIFY elsewhere). Counts come from the ledger.
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import datetime
 from typing import Any
 
-from campaignd.domain import segments
-from campaignd.domain.errors import Conflict, IllegalTransition
+from campaignd.domain import lifecycle, links, segments, templates
+from campaignd.domain.errors import Conflict, IllegalTransition, NotFound, RuleViolation
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus, allowed_targets
+from campaignd.engine.guard import TargetGuard
 from campaignd.engine.node import Node, wait_until
 from campaignd.logs import log_event
+from campaignd.messaging.account_channel import account_channel
+from campaignd.messaging.bounces import BounceRecorder
+from campaignd.messaging.channels.base import Channel, OutgoingMessage
+from campaignd.messaging.link_tracking import LinkTracker
+from campaignd.messaging.sender import IN_DOUBT_REASON
 from campaignd.messaging.template_checker import TemplateChecker
+from campaignd.settings import Settings
 from campaignd.store.cluster_repo import ClusterRepository
 from campaignd.store.messaging_repo import FAILED, SENDING, SENT, MessagingRepository
+from campaignd.store.operations_repo import OperationsRepository
 from campaignd.store.secrets import SecretBox
 
 S = CampaignStatus
@@ -35,18 +45,44 @@ ACTIONS: dict[str, S] = {
 }
 
 
+def campaign_warnings(view: dict[str, Any], audience_size: int) -> list[str]:
+    """What an operator should know before starting or resuming, in plain sentences."""
+    warnings = []
+    if audience_size == 0:
+        warnings.append(
+            "The audience has no contacts: starting sends nothing. Import contacts first."
+        )
+    elif view["total_recipients"] == 0 and view["sent_count"] == 0 and view["limit"] > 0:
+        warnings.append(
+            "Nobody in the audience can get this message: every contact is suppressed, "
+            "outside the segment, or already handled."
+        )
+    if view["limit"] < view["sent_count"]:
+        warnings.append(
+            f"The limit ({view['limit']:,}) is below what was already sent "
+            f"({view['sent_count']:,}): nobody else will get the message."
+        )
+    return warnings
+
+
 class MessageApp:
     def __init__(
         self,
         repo: MessagingRepository,
+        settings: Settings,
+        guard: TargetGuard,
         templates: TemplateChecker | None = None,
         node: Node | None = None,
     ) -> None:
         self.repo = repo
         self.cluster: ClusterRepository = repo.cluster
+        self.settings = settings
+        self.guard = guard
         self.templates = templates or TemplateChecker()
         self.node = node
         self.box: SecretBox | None = None
+        self.operations = OperationsRepository(repo.db)
+        self.bounces = BounceRecorder(repo, self.operations, self.forget_reachable)
         self._reachable_cache: dict[int, tuple[float, int, int]] = {}
         self._lock = asyncio.Lock()
 
@@ -68,7 +104,9 @@ class MessageApp:
                     campaign_id=campaign_id,
                     hint="start is for a draft; use resume for a campaign that has run before",
                 )
-            previous = await self.repo.transition(campaign_id, requested, Actor.OPERATOR)
+            # Running again clears the reason the service gave for pausing by itself.
+            extra = {"pause_reason": None} if requested is S.RUNNING else {}
+            previous = await self.repo.transition(campaign_id, requested, Actor.OPERATOR, **extra)
             if requested is S.RUNNING:
                 await self.cluster.reset(KIND, campaign_id, fresh=False)
         log_event(
@@ -109,29 +147,206 @@ class MessageApp:
         sending = campaign["status"] == S.RUNNING or await self._held(campaign_id, True)
         for field in ("account_id", "shards"):
             if field in changes and sending:
+                what = "the account" if field == "account_id" else field
                 raise Conflict(
-                    f"Cannot change {field} while the campaign is sending; stop it first.",
+                    f"Cannot change {what} while the campaign is sending; stop it first.",
                     campaign_id=campaign_id,
                     field=field,
                 )
         if "account_id" in changes:
             await self.repo.get_account(changes["account_id"])
-        audit = {k: ("***" if k == "session" else v) for k, v in changes.items()}
+        audit = {
+            k: ("***" if k == "session" else v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in changes.items()
+        }
         if "session" in changes and self.box is not None:
             changes = {**changes, "session": self.box.seal({"session": changes["session"]})}
         updated = await self.repo.update_campaign(campaign_id, changes, audit)
+        if "start_at" in changes:
+            updated = await self._follow_schedule(updated)
         await self._changed(campaign_id)
         return updated
 
+    async def _follow_schedule(self, campaign: dict[str, Any]) -> dict[str, Any]:
+        """A draft given a start time waits for it; a scheduled one without one is a draft."""
+        status = S(campaign["status"])
+        if campaign.get("start_at") is not None and status is S.DRAFT:
+            await self.repo.transition(campaign["id"], S.SCHEDULED, Actor.SYSTEM)
+        elif campaign.get("start_at") is None and status is S.SCHEDULED:
+            await self.repo.transition(campaign["id"], S.DRAFT, Actor.OPERATOR)
+        else:
+            return campaign
+        return await self.repo.get_campaign(campaign["id"])
+
+    async def account_edited(self, account: dict[str, Any]) -> None:
+        """The nodes sending for this account read it again (domain limits, rate) at once."""
+        for campaign_id in await self.repo.touch_campaigns(account_id=account["id"]):
+            await self._changed(campaign_id)
+
     async def delete(self, campaign_id: int) -> None:
         campaign = await self.repo.get_campaign(campaign_id)
-        if campaign["status"] == S.RUNNING or await self._held(campaign_id, True):
+        lifecycle.refuse_active_campaign(
+            campaign_id, campaign["name"], campaign["status"], "delete"
+        )
+        if await self._held(campaign_id, True):  # stopped, a node still finishing its sends
             raise Conflict(
-                f"Campaign {campaign_id} is sending; stop it before deleting it.",
+                f"Campaign '{campaign['name']}' is still finishing; delete it in a moment.",
                 campaign_id=campaign_id,
             )
         await self.repo.delete_campaign(campaign_id)
         await self.cluster.forget_campaign(KIND, campaign_id)
+
+    async def check_follow_up(self, audience_id: int, conditions: list[dict[str, Any]]) -> None:
+        """A follow-up names an existing campaign sent to the same audience."""
+        for other_id in segments.referenced_campaigns(conditions):
+            try:
+                other = await self.repo.get_campaign(other_id)
+            except NotFound:
+                raise RuleViolation(
+                    f"The segment follows up campaign {other_id}, which does not exist.",
+                    field="segment",
+                    campaign_id=other_id,
+                ) from None
+            if other["audience_id"] != audience_id:
+                raise RuleViolation(
+                    f"Campaign {other_id} went to audience {other['audience_id']}; a follow-up "
+                    f"must use the same audience ({audience_id}).",
+                    field="segment",
+                    campaign_id=other_id,
+                )
+
+    async def retry_failed(self, campaign_id: int) -> dict[str, Any]:
+        """Give every failed recipient one more try at the campaign's rate.
+
+        A sending campaign picks them up at once (the edit's version bump makes its nodes look
+        through the audience again); a completed one runs again; a stopped or paused one sends
+        them when it is resumed. Failures settled "in doubt" (SMTP after a crash) may have
+        been delivered, so they are not retried.
+        """
+        async with self._lock:
+            campaign = await self.repo.get_campaign(campaign_id)
+            requeued = await self.operations.requeue_failed(campaign_id, IN_DOUBT_REASON)
+            self.forget_reachable()
+            status = S(campaign["status"])
+            if requeued and status is S.RUNNING:
+                await self.cluster.reset(KIND, campaign_id, fresh=False)  # finished shards too
+                await self.repo.touch_campaigns([campaign_id])
+            elif requeued and status is S.COMPLETED:
+                await self.repo.transition(
+                    campaign_id, S.RUNNING, Actor.OPERATOR, pause_reason=None
+                )
+                await self.cluster.reset(KIND, campaign_id, fresh=False)
+                status = S.RUNNING
+        await self._changed(campaign_id)
+        log_event("messages.retry_failed", campaign_id=campaign_id, requeued=requeued)
+        return {"campaign_id": campaign_id, "requeued": requeued, "status": status.value}
+
+    async def send_test(
+        self,
+        campaign_id: int,
+        *,
+        addresses: list[str],
+        external_ids: list[str],
+        message: str | None = None,
+    ) -> dict[str, Any]:
+        """Send the campaign's message now to these recipients, as a test: no ledger, no counts.
+
+        A known contact (by external id, or by address within the audience) gets the message
+        rendered with their data; any other address gets it with the audience's first contact
+        as sample data. Suppressed addresses are skipped.
+        """
+        campaign = await self.repo.get_campaign(campaign_id)
+        account = await self.repo.get_account(campaign["account_id"])
+        template = message if message is not None else campaign["message"]
+        sample = await self.sample_contact(campaign["audience_id"])
+        await self.templates.check(template, "message", sample)
+        known = await self.operations.audience_contacts(
+            campaign["audience_id"], external_ids=external_ids, addresses=addresses
+        )
+        missing = sorted(set(external_ids) - {c["external_id"] for c in known})
+        if missing:
+            raise RuleViolation(
+                f"The campaign's audience has no contact '{missing[0]}'.",
+                field="external_ids",
+                external_ids=missing,
+            )
+        by_address = {c["address"].strip().lower(): c for c in known}
+        recipients = [c for c in known if c["external_id"] in set(external_ids)]
+        for address in addresses:
+            contact = by_address.get(address.strip().lower())
+            if contact is None:
+                attributes = dict((sample or {}).get("attributes") or {})
+                contact = {
+                    "id": links.TEST_CONTACT,
+                    "external_id": "test",
+                    "address": address,
+                    "attributes": attributes,
+                }
+            if contact not in recipients:
+                recipients.append(contact)
+        suppressed = await self.operations.suppressed_among([c["address"] for c in recipients])
+        channel = account_channel(account, self.box, self.guard, self.settings)
+        tracker = self._link_tracker(campaign_id) if campaign.get("track_links") else None
+        test_id = uuid.uuid4().hex[:12]
+        results: list[dict[str, Any]] = []
+        try:
+            for contact in recipients:
+                address = contact["address"]
+                if address.strip().lower() in suppressed:
+                    results.append({"address": address, "sent": False, "error": "suppressed"})
+                    continue
+                results.append(
+                    await self._send_one_test(
+                        campaign, channel, tracker, template, contact, test_id
+                    )
+                )
+        finally:
+            await channel.close()
+        sent = sum(1 for r in results if r["sent"])
+        log_event("messages.test_sent", campaign_id=campaign_id, sent=sent, tried=len(results))
+        return {"sent": sent, "results": results}
+
+    async def _send_one_test(
+        self,
+        campaign: dict[str, Any],
+        channel: Channel,
+        tracker: LinkTracker | None,
+        template: str,
+        contact: dict[str, Any],
+        test_id: str,
+    ) -> dict[str, Any]:
+        # Links in a test lead where the real ones do, and count nothing (links.TEST_CONTACT).
+        attributes = {
+            **(contact.get("attributes") or {}),
+            "unsubscribe_url": f"{self.settings.public_base()}/unsubscribe/test",
+        }
+        data = {**contact, "attributes": attributes}
+        try:
+            text = templates.render(template, data)
+            subject = (
+                templates.render(campaign["subject"], data) if campaign.get("subject") else None
+            )
+        except Exception as exc:
+            return {"address": contact["address"], "sent": False, "error": f"template: {exc}"}
+        if tracker is not None:
+            text = await tracker.rewrite(text, links.TEST_CONTACT, None)
+        result = await channel.send(
+            OutgoingMessage(
+                campaign_id=campaign["id"],
+                contact_id=links.TEST_CONTACT,
+                external_id=contact["external_id"],
+                address=contact["address"],
+                text=text,
+                subject=subject,
+                test_id=test_id,
+            )
+        )
+        return {"address": contact["address"], "sent": result.ok, "error": result.error}
+
+    def _link_tracker(self, campaign_id: int) -> LinkTracker | None:
+        if self.box is None:
+            return None
+        return LinkTracker(campaign_id, self.operations, self.settings.public_base(), self.box.sign)
 
     async def describe(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Campaign rows with their ledger counts, recipient totals and who sends them.
@@ -142,6 +357,7 @@ class MessageApp:
         ids = [r["id"] for r in rows]
         counts = await self.repo.counts(ids)
         holders = await self.cluster.holders(KIND, ids)
+        audience_sizes = await self.repo.contact_counts(r["audience_id"] for r in rows)
         views = []
         for row in rows:
             c = counts[row["id"]]
@@ -159,6 +375,7 @@ class MessageApp:
             problem = segments.stored_problem(row.get("segment"))
             if problem is not None and not row.get("last_error"):
                 view["last_error"] = problem
+            view["warnings"] = campaign_warnings(view, audience_sizes[row["audience_id"]])
             views.append(view)
         return views
 
@@ -189,11 +406,12 @@ class MessageApp:
         if segments.stored_problem(row.get("segment")) is not None:
             return 0
         conditions = segments.validate(row.get("segment"))
-        if not conditions:
-            return await self.repo.count_eligible(row["id"], row["audience_id"])
+        follow_up = segments.engagement_conditions(conditions)
+        if len(follow_up) == len(conditions):
+            return await self.repo.count_eligible(row["id"], row["audience_id"], follow_up)
         value, after = 0, 0
         while True:
-            page = await self.repo.candidates(row["id"], row["audience_id"], after, 5000)
+            page = await self.repo.candidates(row["id"], row["audience_id"], after, 5000, follow_up)
             if not page:
                 return value
             value += sum(1 for contact in page if segments.matches(conditions, contact))

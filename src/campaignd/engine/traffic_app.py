@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from campaignd.domain import lifecycle
 from campaignd.domain.errors import Conflict, RuleViolation
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.engine.guard import TargetGuard
@@ -111,9 +112,12 @@ class TrafficApp:
 
     async def delete(self, campaign_id: int) -> None:
         row = await self.repo.get_campaign(campaign_id)
-        if self.generating(row):
+        lifecycle.refuse_active_campaign(campaign_id, row["name"], row["status"], "delete")
+        if self.generating(row) or (await self.cluster.holders(KIND, [campaign_id])).get(
+            campaign_id
+        ):  # stopped, a node still finishing its last sends
             raise Conflict(
-                f"Campaign {campaign_id} is generating traffic; stop it before deleting it.",
+                f"Campaign '{row['name']}' is still finishing; delete it in a moment.",
                 campaign_id=campaign_id,
             )
         await self.repo.delete_campaign(campaign_id)

@@ -14,13 +14,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from campaignd.domain import ab_test, segments, templates, variants, windows
+from campaignd.domain.domains import domain_of
 from campaignd.domain.errors import CampaignError, RuleViolation
 from campaignd.domain.leases import HeldLease
 from campaignd.domain.pacing import Pacer
 from campaignd.domain.statuses import Actor, CampaignStatus
 from campaignd.logs import log_event
-from campaignd.messaging.channels.base import Channel, OutgoingMessage
+from campaignd.messaging.channels.base import Channel, OutgoingMessage, SendResult
+from campaignd.messaging.domain_throttle import DomainThrottle
 from campaignd.messaging.ledger_writer import LedgerWriter
+from campaignd.messaging.link_tracking import LinkTracker
 from campaignd.messaging.shared_pacer import SharedPacer
 from campaignd.store.cluster_repo import LeaseLost
 from campaignd.store.messaging_repo import (
@@ -46,18 +49,25 @@ REFRESH_SECONDS = 0.5
 DRAIN_SECONDS = 5.0
 CLAIM_AHEAD_SECONDS = 10.0
 PROGRESS_POLL_SECONDS = 0.5
+# A recipient whose domain keeps saying "try later" fails after this many tries.
+MAX_DOMAIN_BUSY_TRIES = 12
+
+# (address, "hard"|"soft", reason, campaign id): a bounce the channel reported.
+BounceHook = Callable[[str, str, str | None, int], Awaitable[None]]
 
 
 AnyPacer = Pacer | SharedPacer
 # What a runner that ended by itself does to its campaign (the engine decides: one shard's
 # end completes the campaign only when every shard is done).
-Conclude = Callable[["MessageRunner", CampaignStatus, str | None], Awaitable[None]]
+Conclude = Callable[["MessageRunner", CampaignStatus, dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(slots=True)
 class Recipient:
     contact: dict[str, Any]
     variant: str | None
+    attempts: int = 0  # tries its domain answered "later" to
+    domain_slot: bool = False  # a slot of its domain's limit is already reserved for it
 
 
 class MessageRunner:
@@ -81,6 +91,10 @@ class MessageRunner:
         lease: HeldLease | None = None,
         shards: int = 1,
         conclude: Conclude | None = None,
+        max_consecutive_failures: int = 0,
+        domain_throttle: DomainThrottle | None = None,
+        link_tracker: LinkTracker | None = None,
+        on_bounce: BounceHook | None = None,
     ) -> None:
         self.campaign_id: int = campaign["id"]
         self.lease = lease
@@ -121,9 +135,20 @@ class MessageRunner:
         self._task: asyncio.Task[None] | None = None
         self._database_down = False
         self._audience_id: int = campaign["audience_id"]
+        self._follow_up: list[dict[str, Any]] = []
+        self._rescan = False
+        self.domain_throttle = domain_throttle or DomainThrottle()
+        self.link_tracker = link_tracker
+        self._on_bounce = on_bounce
+        # Recipients waiting for their domain (limit or back-off): still claimed, not queued.
+        self._deferred: dict[int, tuple[asyncio.TimerHandle, Recipient]] = {}
+        self._undeferred: list[Recipient] = []
         self.ab_test: dict[str, Any] | None = campaign.get("ab_test")
         self.winner: str | None = campaign.get("ab_winner")
         self.sample_done_at = _parse_time(campaign.get("ab_sample_done_at"))
+        self._default_failure_limit = max_consecutive_failures
+        self._failures_in_a_row = 0
+        self.pause_reason: str | None = None
         self.apply_edit(campaign)
 
     @property
@@ -142,6 +167,9 @@ class MessageRunner:
         self.limit: int = int(campaign["recipient_limit"])
         self.variants: list[dict[str, Any]] = list(campaign.get("variants") or [])
         self.send_window: dict[str, str] | None = campaign.get("send_window")
+        own = campaign.get("max_consecutive_failures")
+        self.failure_limit: int = self._default_failure_limit if own is None else int(own)
+        self.track_links = bool(campaign.get("track_links"))
         self.campaign_pacer.set_rate(campaign.get("rate_per_minute"))
         self._progress.set()
 
@@ -161,6 +189,11 @@ class MessageRunner:
             limit=self.limit,
         )
 
+    def rescan(self) -> None:
+        """Recipients became eligible again (retry-failed): look through the audience again."""
+        self._rescan = True
+        self._progress.set()
+
     async def stop(self, reason: str = "stopped") -> None:
         """Stop claiming, let in-flight sends finish (bounded), release what was not sent."""
         self._stop_reason = reason
@@ -176,6 +209,7 @@ class MessageRunner:
         error: BaseException | None = None
         try:
             self.segment = _usable_segment(self._stored_segment)
+            self._follow_up = segments.engagement_conditions(self.segment)
             await self._requeue_in_doubt()
             await self._produce()
         except LeaseLost:
@@ -192,6 +226,7 @@ class MessageRunner:
             )
         finally:
             self._stop.set()
+            self._release_deferred()
             self._release_queued()
             for _ in workers:
                 self._queue.put_nowait(None)
@@ -199,6 +234,7 @@ class MessageRunner:
             for task in stuck:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            self._release_deferred()
             self._release_queued()
             # The recorder finishes the write it is in (cancelling it mid-write would lose
             # the batch it holds); _finish then writes whatever is left.
@@ -247,11 +283,16 @@ class MessageRunner:
         cursor = 0
         exhausted = False
         while not self._stop.is_set():
+            if self._rescan:
+                self._rescan, cursor, exhausted = False, 0, False
             window = self._claim_window()
             room = self.limit - self.sent - self._outstanding
-            if self._outstanding > window // 2:  # refill in chunks, not one claim per send
-                room = 0
-            room = min(room, window - self._outstanding)
+            # Recipients waiting for a throttled domain do not hold up other domains' claims,
+            # up to a bound.
+            waiting = self._outstanding - len(self._deferred)
+            if waiting > window // 2 or len(self._deferred) >= 4 * self.claim_batch:
+                room = 0  # refill in chunks, not one claim per send
+            room = min(room, window - waiting)
             if room > 0 and not exhausted:
                 try:
                     batch = await self._claim(cursor, min(room, self.claim_batch))
@@ -275,7 +316,8 @@ class MessageRunner:
                         cursor, exhausted = 0, False
                     continue
                 # The limit is reached or nobody eligible is left: done until resumed.
-                self.outcome = CampaignStatus.COMPLETED
+                if self.outcome is None:
+                    self.outcome = CampaignStatus.COMPLETED
                 return
             self._progress.clear()
             with contextlib.suppress(TimeoutError):
@@ -347,7 +389,13 @@ class MessageRunner:
         """Claim up to `wanted` recipients after `cursor`; None when the audience is exhausted."""
         while True:
             rows = await self.repo.candidates(
-                self.campaign_id, self._audience_id, cursor, wanted, self.shard, self.shards
+                self.campaign_id,
+                self._audience_id,
+                cursor,
+                wanted,
+                self._follow_up,
+                shard=self.shard,
+                shards=self.shards,
             )
             if not rows:
                 return None
@@ -392,7 +440,10 @@ class MessageRunner:
 
     async def _work(self) -> None:
         while True:
-            recipient = await self._queue.get()
+            if self._undeferred:
+                recipient: Recipient | None = self._undeferred.pop()
+            else:
+                recipient = await self._queue.get()
             if recipient is None:
                 return
             try:
@@ -403,7 +454,9 @@ class MessageRunner:
                 self._settle(outcome)
 
     async def _deliver(self, recipient: Recipient) -> DeliveryOutcome | None:
-        """Wait for a send slot and send; None when the recipient was released instead."""
+        """Wait for a send slot and send; None when the recipient was released or deferred."""
+        if not self._domain_ready(recipient):
+            return None
         # One worker at a time waits for the next slot, so slots are taken just in time
         # and a rate or limit edit applies to the very next message.
         async with self._pace_lock:
@@ -426,6 +479,51 @@ class MessageRunner:
         finally:
             self._in_send -= 1
 
+    def _domain_ready(self, recipient: Recipient) -> bool:
+        """True when the recipient's domain may take it now; else it waits aside, still claimed."""
+        domain = domain_of(recipient.contact["address"])
+        now = asyncio.get_running_loop().time()
+        if recipient.domain_slot:
+            wait = self.domain_throttle.held_for(domain, now)
+            recipient.domain_slot = wait <= 0
+        else:
+            wait, recipient.domain_slot = self.domain_throttle.reserve(domain, now)
+        if wait <= 0:
+            recipient.domain_slot = False
+            return True
+        self._defer(recipient, wait)
+        return False
+
+    def _defer(self, recipient: Recipient, seconds: float) -> None:
+        if self._stop.is_set():  # stopping: given back now, never left to a timer
+            self._release(recipient)
+            return
+        contact_id = recipient.contact["id"]
+        handle = asyncio.get_running_loop().call_later(seconds, self._undefer, contact_id)
+        self._deferred[contact_id] = (handle, recipient)
+
+    def _undefer(self, contact_id: int) -> None:
+        entry = self._deferred.pop(contact_id, None)
+        if entry is None:
+            return
+        recipient = entry[1]
+        if self._stop.is_set():
+            self._release(recipient)
+            return
+        try:
+            self._queue.put_nowait(recipient)
+        except asyncio.QueueFull:  # workers take these first once the queue has room
+            self._undeferred.append(recipient)
+
+    def _release_deferred(self) -> None:
+        for handle, recipient in self._deferred.values():
+            handle.cancel()
+            self._release(recipient)
+        self._deferred.clear()
+        for recipient in self._undeferred:
+            self._release(recipient)
+        self._undeferred.clear()
+
     def _may_send(self) -> bool:
         return not self._stop.is_set() and self.sent + self._in_send < self.limit
 
@@ -446,7 +544,7 @@ class MessageRunner:
             if wait > 0:
                 await self._wait(wait)
 
-    async def _send(self, recipient: Recipient) -> DeliveryOutcome:
+    async def _send(self, recipient: Recipient) -> DeliveryOutcome | None:
         contact = recipient.contact
         headers: dict[str, str] = {}
         if self._unsubscribe_url is not None:
@@ -462,6 +560,8 @@ class MessageRunner:
             subject = templates.render(self.subject, contact) if self.subject else None
         except Exception as exc:
             return DeliveryOutcome(contact["id"], False, 0, f"template: {exc}")
+        if self.track_links and self.link_tracker is not None:
+            text = await self.link_tracker.rewrite(text, contact["id"], recipient.variant)
         result = await self.channel.send(
             OutgoingMessage(
                 campaign_id=self.campaign_id,
@@ -481,7 +581,44 @@ class MessageRunner:
                     pacer.hold(time.monotonic(), result.throttled_seconds)
                 else:
                     pacer.hold(asyncio.get_running_loop().time(), result.throttled_seconds)
-        return DeliveryOutcome(contact["id"], result.ok, result.attempts, result.error)
+        return await self._after_send(recipient, result)
+
+    async def _after_send(self, recipient: Recipient, result: SendResult) -> DeliveryOutcome | None:
+        """The outcome to record; None when the recipient waits for its busy domain instead."""
+        contact = recipient.contact
+        domain = domain_of(contact["address"])
+        attempts = recipient.attempts + result.attempts
+        if result.domain_busy:
+            recipient.attempts = attempts
+            if self._stop.is_set():  # not a failure: it goes out when the campaign resumes
+                self._release(recipient)
+                return None
+            if attempts < MAX_DOMAIN_BUSY_TRIES:
+                now = asyncio.get_running_loop().time()
+                self._defer(recipient, self.domain_throttle.back_off(domain, now))
+                log_event(
+                    "messages.domain_backoff",
+                    level=logging.DEBUG,
+                    campaign_id=self.campaign_id,
+                    domain=domain,
+                    hold_seconds=round(self.domain_throttle.held_for(domain, now), 3),
+                )
+                return None
+        if result.ok:
+            self.domain_throttle.succeeded(domain)
+        if result.bounce and self._on_bounce is not None:
+            try:
+                await self._on_bounce(
+                    contact["address"], result.bounce, result.error, self.campaign_id
+                )
+            except Exception:  # the delivery's outcome is written regardless
+                log_event(
+                    "messages.bounce_not_recorded",
+                    level=logging.ERROR,
+                    exc_info=True,
+                    campaign_id=self.campaign_id,
+                )
+        return DeliveryOutcome(contact["id"], result.ok, attempts, result.error)
 
     def _unexpected(self, recipient: Recipient, exc: Exception) -> DeliveryOutcome:
         """A send that raised instead of answering: a failed delivery saying why."""
@@ -501,9 +638,34 @@ class MessageRunner:
         self._progress.set()
         if outcome.ok:
             self.sent += 1
+            self._failures_in_a_row = 0
         else:
             self.failed += 1
+            # Only the far end's failures (refused, timed out, unreachable) say the channel is
+            # broken; one recipient's unsendable data (no attempt made) says nothing about it.
+            if outcome.attempts > 0:
+                self._failures_in_a_row += 1
+            if 0 < self.failure_limit <= self._failures_in_a_row and self.outcome is None:
+                self._pause_for_failures(outcome.error)
         self._results.append(outcome)
+
+    def _pause_for_failures(self, last_error: str | None) -> None:
+        """A run of failures means the channel is broken: stop before the audience is spent."""
+        self.outcome = CampaignStatus.PAUSED
+        self.pause_reason = (
+            f"Paused by itself after {self._failures_in_a_row} failed deliveries in a row; "
+            f"the last one: {last_error or 'no reason given'}"
+        )[:1000]
+        self._stop.set()
+        self._progress.set()
+        log_event(
+            "messages.auto_paused",
+            level=logging.WARNING,
+            campaign_id=self.campaign_id,
+            runner_id=self.runner_id,
+            failures_in_a_row=self._failures_in_a_row,
+            last_error=(last_error or "")[:300],
+        )
 
     def _release(self, recipient: Recipient) -> None:
         self._outstanding -= 1
@@ -593,16 +755,17 @@ class MessageRunner:
                     break
                 await asyncio.sleep(0.5)
             await self.channel.close()
+            if self.outcome is not None:
+                extra: dict[str, Any] = {"last_error": str(error)} if error else {}
+                if self.pause_reason is not None:
+                    extra = {"last_error": self.pause_reason, "pause_reason": self.pause_reason}
             if self.outcome is not None and self._conclude is not None:
                 with contextlib.suppress(LeaseLost):
-                    await self._conclude(self, self.outcome, str(error) if error else None)
+                    await self._conclude(self, self.outcome, extra)
             elif self.outcome is not None:
                 with contextlib.suppress(CampaignError):
                     await self.repo.transition(
-                        self.campaign_id,
-                        self.outcome,
-                        Actor.SYSTEM,
-                        **({"last_error": str(error)} if error else {}),
+                        self.campaign_id, self.outcome, Actor.SYSTEM, **extra
                     )
             if self._stop_reason not in LEAVES_CAMPAIGN_ALONE or self.outcome is not None:
                 await self.repo.set_sending(self.campaign_id, None, str(error) if error else None)

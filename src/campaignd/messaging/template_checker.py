@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import resource
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.process import BaseProcess
@@ -26,8 +29,23 @@ TASK_SECONDS = 5.0
 WORKER_MEMORY_BYTES = 1 << 30
 
 
-def _limit_memory(limit: int) -> None:
+PARENT_POLL_SECONDS = 1.0
+
+
+def _start_worker(limit: int, parent: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker ends when the service does, even after a kill -9 that let nothing stop it.
+
+    The executor's queues are inherited whole (reader and writer), so a worker waiting for a
+    task never sees the end of the pipe; it would wait forever as an orphan.
+    """
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(0)
 
 
 def _outcome(call: Any, *args: Any) -> tuple[str, Any, dict[str, Any]]:
@@ -119,8 +137,8 @@ class TemplateChecker:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_limit_memory,
-                initargs=(self.memory_bytes,),
+                initializer=_start_worker,
+                initargs=(self.memory_bytes, os.getpid()),
             )
         return self._pool
 

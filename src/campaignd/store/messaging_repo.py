@@ -21,9 +21,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from campaignd.domain import ab_test
+from campaignd.domain import ab_test, lifecycle
 from campaignd.domain.errors import Conflict, NotFound
 from campaignd.domain.leases import LeaseRef
+from campaignd.domain.lifecycle import CampaignUse
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
 from campaignd.store.cluster_repo import ClusterRepository, LeaseLost
@@ -43,6 +44,8 @@ M = message_campaigns
 D = deliveries
 C = contacts
 SENT, FAILED, SENDING = "sent", "failed", "sending"
+# A failed delivery given one more try (retry-failed): eligible again, claimed like a new one.
+RETRY = "retry"
 VARIANT_COUNTS = (SENT, FAILED, SENDING, *ab_test.EVENTS)
 # Multi-row INSERTs stay under PostgreSQL's 32,767 bind parameters (and SQLite's limit).
 ROWS_PER_STATEMENT = 1000
@@ -70,6 +73,11 @@ class LedgerUpdate:
     released: list[int]
     # The shard epoch the writer holds: the write is refused (LeaseLost) once it is not.
     lease: LeaseRef | None = None
+
+
+def _archived(table: Any, archived: bool) -> Any:
+    column = table.c.archived_at
+    return column.is_not(None) if archived else column.is_(None)
 
 
 def normalize_address(address: str) -> str:
@@ -100,9 +108,11 @@ class MessagingRepository:
             ).first()
         return to_dict(row)  # type: ignore[return-value]
 
-    async def list_accounts(self) -> list[dict[str, Any]]:
+    async def list_accounts(self, archived: bool = False) -> list[dict[str, Any]]:
+        """Accounts in use (or, with archived=True, only the archived ones)."""
+        query = select(accounts).where(_archived(accounts, archived)).order_by(accounts.c.id)
         async with self.db.read() as conn:
-            rows = (await conn.execute(select(accounts).order_by(accounts.c.id))).all()
+            rows = (await conn.execute(query)).all()
         return [to_dict(r) for r in rows]  # type: ignore[misc]
 
     async def get_account(self, account_id: int) -> dict[str, Any]:
@@ -126,22 +136,31 @@ class MessagingRepository:
             raise NotFound(f"Account {account_id} does not exist.", account_id=account_id)
         return to_dict(row)  # type: ignore[return-value]
 
+    async def campaigns_using(self, column: str, row_id: int) -> list[CampaignUse]:
+        """Message campaigns whose `column` (account_id or audience_id) is `row_id`."""
+        query = select(M.c.id, M.c.name, M.c.status).where(M.c[column] == row_id).order_by(M.c.id)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [CampaignUse(r.id, r.name, r.status) for r in rows]
+
     async def delete_account(self, account_id: int) -> None:
+        account = await self.get_account(account_id)
+        uses = await self.campaigns_using("account_id", account_id)
+        lifecycle.refuse_used("Account", account_id, account["name"], uses, "delete")
         async with self.db.transaction() as conn:
-            users = (
-                (await conn.execute(select(M.c.id).where(M.c.account_id == account_id)))
-                .scalars()
-                .all()
-            )
-            if users:
-                raise Conflict(
-                    f"Account {account_id} is used by campaign(s) {', '.join(map(str, users))}.",
-                    account_id=account_id,
-                    campaign_ids=list(users),
-                )
+            # The foreign key refuses a delete if a campaign took the account meanwhile.
             result = await conn.execute(delete(accounts).where(accounts.c.id == account_id))
         if result.rowcount == 0:
             raise NotFound(f"Account {account_id} does not exist.", account_id=account_id)
+
+    async def archive_account(self, account_id: int, archived: bool) -> dict[str, Any]:
+        account = await self.get_account(account_id)
+        if archived:
+            uses = await self.campaigns_using("account_id", account_id)
+            lifecycle.refuse_used("Account", account_id, account["name"], uses, "archive")
+        return await self.update_account(
+            account_id, {"archived_at": utcnow() if archived else None}
+        )
 
     async def sealed_secrets(self, limit: int = 1) -> list[str]:
         """Some stored secret tokens (to check the key can open them at start-up)."""
@@ -178,13 +197,14 @@ class MessagingRepository:
             ).first()
         return {**to_dict(row), "contact_count": 0}  # type: ignore[dict-item]
 
-    async def list_audiences(self) -> list[dict[str, Any]]:
+    async def list_audiences(self, archived: bool = False) -> list[dict[str, Any]]:
         counts = (
             select(C.c.audience_id, func.count().label("n")).group_by(C.c.audience_id).subquery()
         )
         query = (
             select(audiences, func.coalesce(counts.c.n, 0).label("contact_count"))
             .outerjoin(counts, counts.c.audience_id == audiences.c.id)
+            .where(_archived(audiences, archived))
             .order_by(audiences.c.id)
         )
         async with self.db.read() as conn:
@@ -202,6 +222,41 @@ class MessagingRepository:
                 await conn.execute(select(func.count()).where(C.c.audience_id == audience_id))
             ).scalar_one()
         return {**to_dict(row), "contact_count": count}  # type: ignore[dict-item]
+
+    async def delete_audience(self, audience_id: int) -> None:
+        audience = await self.get_audience(audience_id)
+        uses = await self.campaigns_using("audience_id", audience_id)
+        lifecycle.refuse_used("Audience", audience_id, audience["name"], uses, "delete")
+        async with self.db.transaction() as conn:
+            await conn.execute(delete(C).where(C.c.audience_id == audience_id))
+            await conn.execute(delete(audiences).where(audiences.c.id == audience_id))
+
+    async def archive_audience(self, audience_id: int, archived: bool) -> dict[str, Any]:
+        audience = await self.get_audience(audience_id)
+        if archived:
+            uses = await self.campaigns_using("audience_id", audience_id)
+            lifecycle.refuse_used("Audience", audience_id, audience["name"], uses, "archive")
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                update(audiences)
+                .where(audiences.c.id == audience_id)
+                .values(archived_at=utcnow() if archived else None)
+            )
+        return await self.get_audience(audience_id)
+
+    async def contact_counts(self, audience_ids: Iterable[int]) -> dict[int, int]:
+        """How many contacts each audience holds (0 for one with none)."""
+        ids = sorted(set(audience_ids))
+        if not ids:
+            return {}
+        query = (
+            select(C.c.audience_id, func.count())
+            .where(C.c.audience_id.in_(ids))
+            .group_by(C.c.audience_id)
+        )
+        async with self.db.read() as conn:
+            found = {row[0]: row[1] for row in (await conn.execute(query)).all()}
+        return {i: int(found.get(i, 0)) for i in ids}
 
     async def add_contacts(self, audience_id: int, rows: list[dict[str, Any]]) -> int:
         """Insert contacts, skipping external ids already in the audience; return how many.
@@ -232,13 +287,21 @@ class MessagingRepository:
                 await conn.exec_driver_sql("ANALYZE deliveries")
 
     async def list_contacts(
-        self, audience_id: int, after_id: int, limit: int
+        self,
+        audience_id: int,
+        after_id: int,
+        limit: int,
+        follow_up: list[dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
             rows = (
                 await conn.execute(
                     select(C.c.id, C.c.external_id, C.c.address, C.c.attributes)
-                    .where(C.c.audience_id == audience_id, C.c.id > after_id)
+                    .where(
+                        C.c.audience_id == audience_id,
+                        C.c.id > after_id,
+                        *follow_up_filters(follow_up or []),
+                    )
                     .order_by(C.c.id)
                     .limit(limit)
                 )
@@ -299,8 +362,10 @@ class MessagingRepository:
             )
         return to_dict(row)  # type: ignore[return-value]
 
-    async def list_campaigns(self, status: str | None = None) -> list[dict[str, Any]]:
-        query = select(M).order_by(M.c.id)
+    async def list_campaigns(
+        self, status: str | None = None, archived: bool = False
+    ) -> list[dict[str, Any]]:
+        query = select(M).where(_archived(M, archived)).order_by(M.c.id)
         if status:
             query = query.where(M.c.status == status)
         async with self.db.read() as conn:
@@ -313,6 +378,22 @@ class MessagingRepository:
         if row is None:
             raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
         return to_dict(row)  # type: ignore[return-value]
+
+    async def touch_campaigns(
+        self, campaign_ids: list[int] | None = None, *, account_id: int | None = None
+    ) -> list[int]:
+        """Bump the version of these running campaigns (or the account's), so the nodes
+        sending them read them again; the ids touched."""
+        query = update(M).where(M.c.status == CampaignStatus.RUNNING.value)
+        if campaign_ids is not None:
+            query = query.where(M.c.id.in_(campaign_ids))
+        if account_id is not None:
+            query = query.where(M.c.account_id == account_id)
+        async with self.db.transaction() as conn:
+            rows = (
+                await conn.execute(query.values(version=M.c.version + 1).returning(M.c.id))
+            ).all()
+        return [int(r.id) for r in rows]
 
     async def update_campaign(
         self, campaign_id: int, data: dict[str, Any], audit: dict[str, Any] | None = None
@@ -335,28 +416,68 @@ class MessagingRepository:
 
     async def delete_campaign(self, campaign_id: int) -> None:
         async with self.db.transaction() as conn:
+            row = (
+                await conn.execute(select(M.c.name, M.c.status).where(M.c.id == campaign_id))
+            ).first()
+            if row is None:
+                raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
+            lifecycle.refuse_active_campaign(campaign_id, row.name, row.status, "delete")
             await conn.execute(delete(D).where(D.c.campaign_id == campaign_id))
-            result = await conn.execute(delete(M).where(M.c.id == campaign_id))
-        if result.rowcount == 0:
-            raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
+            await conn.execute(delete(engagements).where(engagements.c.campaign_id == campaign_id))
+            await conn.execute(delete(M).where(M.c.id == campaign_id, M.c.status == row.status))
+
+    async def clone_campaign(self, campaign_id: int) -> dict[str, Any]:
+        """A new draft with the campaign's design: no recipients, no schedule, no results."""
+        source = await self.get_campaign(campaign_id)
+        copied = (
+            "account_id", "audience_id", "message", "subject", "recipient_limit",
+            "rate_per_minute", "segment", "variants", "ab_test", "send_window",
+            "max_consecutive_failures",
+        )  # fmt: skip
+        return await self.create_campaign(
+            {"name": lifecycle.copy_name(source["name"]), **{k: source[k] for k in copied}}
+        )
+
+    async def archive_campaign(self, campaign_id: int, archived: bool) -> dict[str, Any]:
+        async with self.db.transaction() as conn:
+            row = (
+                await conn.execute(select(M.c.name, M.c.status).where(M.c.id == campaign_id))
+            ).first()
+            if row is None:
+                raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
+            if archived:
+                lifecycle.refuse_active_campaign(campaign_id, row.name, row.status, "archive")
+            await conn.execute(
+                update(M)
+                .where(M.c.id == campaign_id, M.c.status == row.status)
+                .values(archived_at=utcnow() if archived else None)
+            )
+            await status_store.record_event(
+                conn, CampaignKind.MESSAGE, campaign_id, "archived" if archived else "unarchived"
+            )
+        return await self.get_campaign(campaign_id)
 
     async def transition(
         self,
         campaign_id: int,
         requested: CampaignStatus,
         actor: Actor = Actor.OPERATOR,
+        lease: LeaseRef | None = None,
         **extra: Any,
     ) -> CampaignStatus:
         """The compare-and-set status change, with the report's times written alongside.
 
         started_at on the first move to running (kept across resumes); completed_at on each
-        completion (a resumed campaign shows its last one until it completes again).
+        completion (a resumed campaign shows its last one until it completes again). With a
+        lease, only while its epoch is held (LeaseLost otherwise).
         """
         if requested is CampaignStatus.RUNNING:
             extra = {"started_at": func.coalesce(M.c.started_at, utcnow()), **extra}
         elif requested is CampaignStatus.COMPLETED:
             extra = {"completed_at": utcnow(), **extra}
         async with self.db.transaction() as conn:
+            if lease is not None:
+                await self.cluster.check(conn, lease)
             return await status_store.transition(
                 conn, M, CampaignKind.MESSAGE, campaign_id, requested, actor, extra=extra
             )
@@ -410,11 +531,16 @@ class MessagingRepository:
             result[campaign_id][state] = count
         return result
 
-    def _eligible(self, campaign_id: int, audience_id: int) -> Any:
+    def _eligible(
+        self, campaign_id: int, audience_id: int, follow_up: list[dict[str, Any]] | None = None
+    ) -> Any:
         return and_(
             C.c.audience_id == audience_id,
-            ~exists().where(D.c.campaign_id == campaign_id, D.c.contact_id == C.c.id),
+            ~exists().where(
+                D.c.campaign_id == campaign_id, D.c.contact_id == C.c.id, D.c.state != RETRY
+            ),
             ~exists().where(suppressions.c.address == func.lower(C.c.address)),
+            *follow_up_filters(follow_up or []),
         )
 
     async def candidates(
@@ -423,15 +549,17 @@ class MessagingRepository:
         audience_id: int,
         after_id: int,
         limit: int,
+        follow_up: list[dict[str, Any]] | None = None,
         shard: int = 0,
         shards: int = 1,
     ) -> list[dict[str, Any]]:
         """The next contacts by id with no delivery row for this campaign and not suppressed.
 
-        With shards, only this shard's contacts: `contact id % shards == shard` (stable).
+        `follow_up`: conditions on engagement with other campaigns (segments.py). With
+        shards, only this shard's contacts: `contact id % shards == shard` (stable).
         """
         query = select(C.c.id, C.c.external_id, C.c.address, C.c.attributes).where(
-            C.c.id > after_id, self._eligible(campaign_id, audience_id)
+            C.c.id > after_id, self._eligible(campaign_id, audience_id, follow_up)
         )
         if shards > 1:
             query = query.where(C.c.id % shards == shard)
@@ -478,7 +606,20 @@ class MessagingRepository:
             for cid, variant in claims
         ]
         capped = False
-        statement = self._insert_ignore(D).on_conflict_do_nothing().returning(D.c.contact_id)
+        # A row waiting for its retry is claimed too (attempts kept, under this epoch); any
+        # other row is not.
+        insert_ = self._insert_ignore(D)
+        statement = insert_.on_conflict_do_update(
+            index_elements=[D.c.campaign_id, D.c.contact_id],
+            set_={
+                "state": insert_.excluded.state,
+                "claimed_at": insert_.excluded.claimed_at,
+                "variant": insert_.excluded.variant,
+                "shard": insert_.excluded.shard,
+                "epoch": insert_.excluded.epoch,
+            },
+            where=D.c.state == RETRY,
+        ).returning(D.c.contact_id)
         async with self.db.transaction() as conn:
             await self.cluster.check(conn, lease)
             if enforce_limit:
@@ -503,14 +644,16 @@ class MessagingRepository:
             won = set((await conn.execute(statement, values)).scalars().all())
         return won, capped
 
-    async def count_eligible(self, campaign_id: int, audience_id: int) -> int:
+    async def count_eligible(
+        self, campaign_id: int, audience_id: int, follow_up: list[dict[str, Any]] | None = None
+    ) -> int:
         async with self.db.read() as conn:
             return int(
                 (
                     await conn.execute(
                         select(func.count())
                         .select_from(C)
-                        .where(self._eligible(campaign_id, audience_id))
+                        .where(self._eligible(campaign_id, audience_id, follow_up))
                     )
                 ).scalar_one()
             )
@@ -533,7 +676,17 @@ class MessagingRepository:
         ]
         # executemany: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues") from
         # one cached compilation, instead of compiling a fresh 500-row VALUES each claim.
-        statement = self._insert_ignore(D).on_conflict_do_nothing().returning(D.c.contact_id)
+        # A row waiting for its retry is claimed too (attempts kept); any other row is not.
+        insert_ = self._insert_ignore(D)
+        statement = insert_.on_conflict_do_update(
+            index_elements=[D.c.campaign_id, D.c.contact_id],
+            set_={
+                "state": insert_.excluded.state,
+                "claimed_at": insert_.excluded.claimed_at,
+                "variant": insert_.excluded.variant,
+            },
+            where=D.c.state == RETRY,
+        ).returning(D.c.contact_id)
         async with self.db.transaction() as conn:
             return set((await conn.execute(statement, values)).scalars().all())
 
@@ -787,3 +940,27 @@ class MessagingRepository:
                 )
             ).all()
         return [{"reason": r.last_error or "unknown", "count": int(r.n)} for r in rows]
+
+
+def follow_up_filters(conditions: list[dict[str, Any]]) -> list[Any]:
+    """SQL for segment conditions on another campaign: received, clicked, converted."""
+    filters = []
+    for condition in conditions:
+        other = int(condition["campaign"])
+        for name, kind in (("received", None), ("clicked", "click"), ("converted", "conversion")):
+            if name not in condition:
+                continue
+            if kind is None:
+                seen = D.alias("follow_up_delivery")
+                test = exists().where(
+                    seen.c.campaign_id == other,
+                    seen.c.contact_id == C.c.id,
+                    seen.c.state == SENT,
+                )
+            else:
+                E = engagements.alias(f"follow_up_{kind}")
+                test = exists().where(
+                    E.c.campaign_id == other, E.c.contact_id == C.c.id, E.c.kind == kind
+                )
+            filters.append(test if condition[name] else ~test)
+    return filters

@@ -37,6 +37,7 @@ traffic_profiles = Table(
     Column("requests", JSON, nullable=False),
     Column("headers", JSON, nullable=False, default=dict),
     Column("think_time_ms", Integer, nullable=False, default=0),
+    _ts("archived_at"),
     _ts("created_at", False),
     _ts("updated_at", False),
 )
@@ -62,6 +63,7 @@ traffic_campaigns = Table(
     _ts("start_time"),
     Column("active_seconds", Float, nullable=False, default=0.0),
     Column("last_error", Text, nullable=True),
+    _ts("archived_at"),
     _ts("created_at", False),
     _ts("updated_at", False),
 )
@@ -103,6 +105,9 @@ accounts = Table(
     # Fernet token of the JSON of the secret fields.
     Column("secrets", Text, nullable=True),
     Column("rate_per_minute", Float, nullable=True),
+    _ts("archived_at"),
+    # {"gmail.com": 600}: messages per minute at most to addresses at that domain.
+    Column("domain_limits", JSON, nullable=True),
     _ts("created_at", False),
     _ts("updated_at", False),
 )
@@ -112,6 +117,7 @@ audiences = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("name", String(200), nullable=False),
+    _ts("archived_at"),
     _ts("created_at", False),
 )
 
@@ -154,6 +160,7 @@ message_campaigns = Table(
     _ts("ab_sample_done_at"),
     _ts("start_at"),
     Column("send_window", JSON, nullable=True),
+    Column("track_links", Boolean, nullable=False, default=False),
     Column("session", Text, nullable=True),
     Column("status", String(20), nullable=False, default="draft"),
     Column("version", Integer, nullable=False, default=1),
@@ -163,6 +170,9 @@ message_campaigns = Table(
     Column("last_error", Text, nullable=True),
     _ts("started_at"),
     _ts("completed_at"),
+    _ts("archived_at"),
+    Column("max_consecutive_failures", Integer, nullable=True),
+    Column("pause_reason", Text, nullable=True),
     _ts("created_at", False),
     _ts("updated_at", False),
 )
@@ -186,6 +196,7 @@ deliveries = Table(
     Column("epoch", Integer, nullable=True),
     PrimaryKeyConstraint("campaign_id", "contact_id", name="pk_deliveries"),
     Index("ix_deliveries_campaign_state", "campaign_id", "state"),
+    Index("ix_deliveries_campaign_state_contact", "campaign_id", "state", "contact_id"),
 )
 
 # What recipients did with a message: clicks and conversions reported by the operator's
@@ -252,4 +263,46 @@ rate_slots = Table(
     metadata,
     Column("key", String(100), primary_key=True),
     Column("next_free", Float, nullable=False),
+)
+
+# Tracked links: each distinct URL a campaign's messages carried, by id (tokens name the id).
+links = Table(
+    "links",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "campaign_id", Id, ForeignKey("message_campaigns.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("url_hash", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    UniqueConstraint("campaign_id", "url_hash", name="uq_links_campaign_url"),
+)
+
+# Clicks per recipient per link: one row (unique) with a count (total).
+clicks = Table(
+    "clicks",
+    metadata,
+    Column(
+        "campaign_id", Id, ForeignKey("message_campaigns.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("link_id", Id, ForeignKey("links.id", ondelete="CASCADE"), nullable=False),
+    Column("variant", String(100), nullable=True),
+    Column("clicks", Integer, nullable=False),
+    _ts("first_at", False),
+    _ts("last_at", False),
+    PrimaryKeyConstraint("campaign_id", "link_id", "contact_id", name="pk_clicks"),
+)
+
+bounces = Table(
+    "bounces",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("address", String(500), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("reason", String(500), nullable=True),
+    Column("campaign_id", Id, nullable=True),
+    _ts("at", False),
+    Index("ix_bounces_address_at", "address", "at"),
+    Index("ix_bounces_campaign", "campaign_id", "kind"),
 )

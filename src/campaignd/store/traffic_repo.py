@@ -22,8 +22,10 @@ from sqlalchemy import (
     update,
 )
 
-from campaignd.domain.errors import Conflict, NotFound
+from campaignd.domain import lifecycle
+from campaignd.domain.errors import NotFound
 from campaignd.domain.leases import LeaseRef
+from campaignd.domain.lifecycle import CampaignUse
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
 from campaignd.store.cluster_repo import ClusterRepository, LeaseLost
@@ -110,6 +112,11 @@ class SeriesPoint:
 P = traffic_profiles
 
 
+def _archived(table: Any, archived: bool) -> Any:
+    column = table.c.archived_at
+    return column.is_not(None) if archived else column.is_(None)
+
+
 class TrafficRepository:
     """All SQL for traffic campaigns; callers speak in intents, not queries."""
 
@@ -126,9 +133,10 @@ class TrafficRepository:
             )
             return to_dict(result.first())  # type: ignore[return-value]
 
-    async def list_profiles(self) -> list[dict[str, Any]]:
+    async def list_profiles(self, archived: bool = False) -> list[dict[str, Any]]:
+        query = select(P).where(_archived(P, archived)).order_by(P.c.id)
         async with self.db.read() as conn:
-            rows = (await conn.execute(select(P).order_by(P.c.id))).all()
+            rows = (await conn.execute(query)).all()
         return [to_dict(r) for r in rows]  # type: ignore[misc]
 
     async def get_profile(self, profile_id: int) -> dict[str, Any]:
@@ -164,23 +172,36 @@ class TrafficRepository:
             raise NotFound(f"Traffic profile {profile_id} does not exist.", profile_id=profile_id)
         return to_dict(row)  # type: ignore[return-value]
 
-    async def delete_profile(self, profile_id: int) -> None:
-        async with self.db.transaction() as conn:
-            users = [
-                r.id
-                for r in (await conn.execute(select(T.c.id, T.c.user_profile_ids))).all()
-                if profile_id in (r.user_profile_ids or [])
-            ]
-            if users:
-                raise Conflict(
-                    f"Traffic profile {profile_id} is used by campaign(s) "
-                    f"{', '.join(map(str, users))}; remove it from them first.",
-                    profile_id=profile_id,
-                    campaign_ids=users,
+    async def campaigns_using_profile(self, profile_id: int) -> list[CampaignUse]:
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(T.c.id, T.c.name, T.c.status, T.c.user_profile_ids).order_by(T.c.id)
                 )
+            ).all()
+        return [
+            CampaignUse(r.id, r.name, r.status)
+            for r in rows
+            if profile_id in (r.user_profile_ids or [])
+        ]
+
+    async def delete_profile(self, profile_id: int) -> None:
+        profile = await self.get_profile(profile_id)
+        uses = await self.campaigns_using_profile(profile_id)
+        lifecycle.refuse_used("Profile", profile_id, profile["name"], uses, "delete")
+        async with self.db.transaction() as conn:
             result = await conn.execute(delete(P).where(P.c.id == profile_id))
         if result.rowcount == 0:
             raise NotFound(f"Traffic profile {profile_id} does not exist.", profile_id=profile_id)
+
+    async def archive_profile(self, profile_id: int, archived: bool) -> dict[str, Any]:
+        profile = await self.get_profile(profile_id)
+        if archived:
+            uses = await self.campaigns_using_profile(profile_id)
+            lifecycle.refuse_used("Profile", profile_id, profile["name"], uses, "archive")
+        return await self.update_profile(
+            profile_id, {"archived_at": utcnow() if archived else None}
+        )
 
     # campaigns ------------------------------------------------------------------------
     async def create_campaign(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -198,8 +219,10 @@ class TrafficRepository:
             )
             return to_dict(row)  # type: ignore[return-value]
 
-    async def list_campaigns(self, status: str | None = None) -> list[dict[str, Any]]:
-        query = select(T).order_by(T.c.id)
+    async def list_campaigns(
+        self, status: str | None = None, archived: bool = False
+    ) -> list[dict[str, Any]]:
+        query = select(T).where(_archived(T, archived)).order_by(T.c.id)
         if status:
             query = query.where(T.c.status == status)
         async with self.db.read() as conn:
@@ -235,14 +258,50 @@ class TrafficRepository:
 
     async def delete_campaign(self, campaign_id: int) -> None:
         async with self.db.transaction() as conn:
+            row = (
+                await conn.execute(select(T.c.name, T.c.status).where(T.c.id == campaign_id))
+            ).first()
+            if row is None:
+                raise NotFound(
+                    f"Traffic campaign {campaign_id} does not exist.", campaign_id=campaign_id
+                )
+            lifecycle.refuse_active_campaign(campaign_id, row.name, row.status, "delete")
             await conn.execute(
                 delete(traffic_stats).where(traffic_stats.c.campaign_id == campaign_id)
             )
-            result = await conn.execute(delete(T).where(T.c.id == campaign_id))
-        if result.rowcount == 0:
-            raise NotFound(
-                f"Traffic campaign {campaign_id} does not exist.", campaign_id=campaign_id
+            await conn.execute(delete(T).where(T.c.id == campaign_id, T.c.status == row.status))
+
+    async def clone_campaign(self, campaign_id: int) -> dict[str, Any]:
+        """A new draft with the campaign's settings and none of its results."""
+        source = await self.get_campaign(campaign_id)
+        copied = (
+            "target_url", "user_profile_ids", "requests_per_minute", "duration_minutes",
+            "total_users", "stages", "request_timeout_seconds",
+        )  # fmt: skip
+        return await self.create_campaign(
+            {"name": lifecycle.copy_name(source["name"]), **{k: source[k] for k in copied}}
+        )
+
+    async def archive_campaign(self, campaign_id: int, archived: bool) -> dict[str, Any]:
+        async with self.db.transaction() as conn:
+            row = (
+                await conn.execute(select(T.c.name, T.c.status).where(T.c.id == campaign_id))
+            ).first()
+            if row is None:
+                raise NotFound(
+                    f"Traffic campaign {campaign_id} does not exist.", campaign_id=campaign_id
+                )
+            if archived:
+                lifecycle.refuse_active_campaign(campaign_id, row.name, row.status, "archive")
+            await conn.execute(
+                update(T)
+                .where(T.c.id == campaign_id, T.c.status == row.status)
+                .values(archived_at=utcnow() if archived else None)
             )
+            await status_store.record_event(
+                conn, CampaignKind.TRAFFIC, campaign_id, "archived" if archived else "unarchived"
+            )
+        return await self.get_campaign(campaign_id)
 
     async def transition(
         self,

@@ -28,7 +28,7 @@ class RequestSpec:
             encoded = json.dumps(body).encode()
             headers.setdefault("Content-Type", "application/json")
         return cls(
-            method=str(data["method"]).upper(),
+            method=str(data.get("method") or "GET").upper(),
             path=str(data["path"]),
             weight=float(data.get("weight", 1.0)),
             headers=headers,

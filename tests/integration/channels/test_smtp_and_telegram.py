@@ -120,7 +120,9 @@ def test_a_bad_ca_cert_is_refused_with_the_field_named() -> None:
     assert "PEM" in str(info.value)
 
 
-async def test_smtp_retries_4xx_and_gives_up_on_5xx(smtp_server: Any) -> None:
+async def test_smtp_retries_4xx_hands_try_later_to_the_sender_and_5xx_bounces(
+    smtp_server: Any,
+) -> None:
     mailbox, port = smtp_server
     config = validate_account_config(
         "smtp",
@@ -134,12 +136,16 @@ async def test_smtp_retries_4xx_and_gives_up_on_5xx(smtp_server: Any) -> None:
         },
     )
     channel = build_channel("smtp", config)
-    mailbox.reply = ["451 Try again later"]
+    mailbox.reply = ["455 Cannot accommodate now"]
     retried = await channel.send(_message(1))
     assert retried.ok and retried.attempts == 2
+    mailbox.reply = ["451 Try again later"]  # the domain throttles: the sender backs off
+    later = await channel.send(_message(3))
+    assert not later.ok and later.domain_busy and later.bounce is None
     mailbox.reply = ["550 No such user"]
     refused = await channel.send(_message(2))
     assert not refused.ok and refused.attempts == 1 and "550" in (refused.error or "")
+    assert refused.bounce == "hard" and not refused.domain_busy
     await channel.close()
 
 
@@ -261,7 +267,8 @@ async def test_telegram_honours_retry_after_and_fails_on_403(bot_api: tuple[BotA
 
 def test_account_configs_are_validated_field_by_field() -> None:
     for kind, config, field in [
-        ("smtp", {"host": "h", "from": "a@b"}, "config.port"),
+        ("smtp", {"host": "h", "port": 0, "from": "a@b"}, "config.port"),
+        ("smtp", {"host": "h"}, "config.from"),
         ("smtp", {"host": "h", "port": 70000, "from": "a@b"}, "config.port"),
         ("telegram", {}, "config.bot_token"),
         ("telegram", {"bot_token": "t", "api_base_url": "ftp://x"}, "config.api_base_url"),
@@ -271,3 +278,13 @@ def test_account_configs_are_validated_field_by_field() -> None:
         with pytest.raises(InvalidInput) as info:
             validate_account_config(kind, config)
         assert info.value.context["field"] == field
+    # Without a port an SMTP account gets the usual one for its security.
+    assert validate_account_config("smtp", {"host": "h", "from": "a@b"})["port"] == 25
+    assert (
+        validate_account_config("smtp", {"host": "h", "from": "a@b", "starttls": True})["port"]
+        == 587
+    )
+    assert (
+        validate_account_config("smtp", {"host": "h", "from": "a@b", "use_tls": True})["port"]
+        == 465
+    )

@@ -31,7 +31,7 @@ from campaignd.api.schemas.messaging import (
     Suppression,
     SuppressionCreate,
 )
-from campaignd.domain import ab_test, contacts, segments, windows
+from campaignd.domain import ab_test, contacts, domains, lifecycle, segments, windows
 from campaignd.domain.errors import InvalidInput
 from campaignd.domain.statuses import CampaignStatus
 from campaignd.domain.text import require_storable
@@ -75,15 +75,21 @@ async def create_account(body: AccountCreate, svc: Services = Depends(services))
             "name": body.name,
             "channel": body.channel,
             "rate_per_minute": body.rate_per_minute,
+            "domain_limits": domains.validate_limits(body.domain_limits),
             **stored,
         }
     )
     return _account_view(svc, row)
 
 
+ARCHIVED = Query(default=False, description="List only the archived ones.")
+
+
 @router.get("/accounts", response_model=list[Account], summary="List accounts")
-async def list_accounts(svc: Services = Depends(services)) -> list[dict[str, Any]]:
-    return [_account_view(svc, r) for r in await svc.messaging.list_accounts()]
+async def list_accounts(
+    archived: bool = ARCHIVED, svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    return [_account_view(svc, r) for r in await svc.messaging.list_accounts(archived)]
 
 
 @router.get("/accounts/{account_id}", response_model=Account, summary="Get an account")
@@ -99,6 +105,8 @@ async def patch_account(
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"config"})
     if changes.get("name") is None:
         changes.pop("name", None)
+    if "domain_limits" in changes:
+        changes["domain_limits"] = domains.validate_limits(changes["domain_limits"])
     if body.config is not None:
         # "***" sent back from a form means "keep the stored secret".
         given = {k: v for k, v in body.config.items() if v != "***"}
@@ -111,13 +119,35 @@ async def patch_account(
         )
     if not changes:
         return _account_view(svc, row)
-    return _account_view(svc, await svc.messaging.update_account(account_id, changes))
+    updated = await svc.messaging.update_account(account_id, changes)
+    await svc.message_app.account_edited(updated)
+    return _account_view(svc, updated)
 
 
-@router.delete("/accounts/{account_id}", status_code=204, summary="Delete an account")
+@router.delete(
+    "/accounts/{account_id}",
+    status_code=204,
+    summary="Delete an account (409 while a campaign uses it; archive it instead)",
+)
 async def delete_account(account_id: IdPath, svc: Services = Depends(services)) -> Response:
     await svc.messaging.delete_account(account_id)
     return Response(status_code=204)
+
+
+@router.post(
+    "/accounts/{account_id}/archive",
+    response_model=Account,
+    summary="Hide an account from lists and choices (409 while an active campaign uses it)",
+)
+async def archive_account(account_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
+    return _account_view(svc, await svc.messaging.archive_account(account_id, True))
+
+
+@router.post("/accounts/{account_id}/unarchive", response_model=Account, summary="Show it again")
+async def unarchive_account(
+    account_id: IdPath, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    return _account_view(svc, await svc.messaging.archive_account(account_id, False))
 
 
 # audiences and contacts ---------------------------------------------------------------
@@ -129,8 +159,39 @@ async def create_audience(
 
 
 @router.get("/audiences", response_model=list[Audience], summary="List audiences")
-async def list_audiences(svc: Services = Depends(services)) -> list[dict[str, Any]]:
-    return await svc.messaging.list_audiences()
+async def list_audiences(
+    archived: bool = ARCHIVED, svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    return await svc.messaging.list_audiences(archived)
+
+
+@router.delete(
+    "/audiences/{audience_id}",
+    status_code=204,
+    summary="Delete an audience and its contacts (409 while a campaign uses it)",
+)
+async def delete_audience(audience_id: IdPath, svc: Services = Depends(services)) -> Response:
+    await svc.messaging.delete_audience(audience_id)
+    svc.message_app.forget_reachable()
+    return Response(status_code=204)
+
+
+@router.post(
+    "/audiences/{audience_id}/archive",
+    response_model=Audience,
+    summary="Hide an audience from lists and choices (409 while an active campaign uses it)",
+)
+async def archive_audience(
+    audience_id: IdPath, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    return await svc.messaging.archive_audience(audience_id, True)
+
+
+@router.post("/audiences/{audience_id}/unarchive", response_model=Audience, summary="Show it again")
+async def unarchive_audience(
+    audience_id: IdPath, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    return await svc.messaging.archive_audience(audience_id, False)
 
 
 @router.get("/audiences/{audience_id}", response_model=Audience, summary="Get an audience")
@@ -257,31 +318,52 @@ async def campaign_view(svc: Services, campaign_id: int) -> dict[str, Any]:
     return rows[0]
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+async def _check_design(
+    svc: Services,
+    audience_id: int,
+    texts: dict[str, str | None],
+    variants: list[dict[str, Any]] | None,
+    ab_test: Any,
+    segment: Any,
+) -> None:
+    """Templates render for a sample contact; variants, A/B test and segment make sense."""
+    sample = await svc.message_app.sample_contact(audience_id)
+    checker = svc.message_app.templates
+    for field, text in texts.items():
+        if text:
+            await checker.check(text, field, sample)
+    for index, variant in enumerate(variants or []):
+        if variant.get("message"):
+            await checker.check(variant["message"], f"variants[{index}].message", sample)
+    if variants and len({v["name"] for v in variants}) != len(variants):
+        raise InvalidInput("Variant names must be unique.", field="variants")
+    if ab_test is not None and len(variants or []) < 2:
+        raise InvalidInput("An A/B test needs at least two variants.", field="ab_test")
+    await svc.message_app.check_follow_up(audience_id, segments.validate(segment))
+
+
 @router.post("/campaigns", status_code=201, response_model=Campaign, summary="Create a campaign")
 async def create_campaign(
     body: CampaignCreate, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     await svc.messaging.get_account(body.account_id)
     await svc.messaging.get_audience(body.audience_id)
-    sample = await svc.message_app.sample_contact(body.audience_id)
-    checker = svc.message_app.templates
-    await checker.check(body.message, "message", sample)
-    if body.subject:
-        await checker.check(body.subject, "subject", sample)
     variants = [v.model_dump() for v in body.variants] if body.variants else None
-    for index, variant in enumerate(variants or []):
-        if variant["message"]:
-            await checker.check(variant["message"], f"variants[{index}].message", sample)
-    if variants and len({v["name"] for v in variants}) != len(variants):
-        raise InvalidInput("Variant names must be unique.", field="variants")
-    if body.ab_test is not None and len(variants or []) < 2:
-        raise InvalidInput("An A/B test needs at least two variants.", field="ab_test")
-    segments.validate(body.segment)
-    start_at = body.start_at
-    if start_at is not None:
-        start_at = (
-            start_at.replace(tzinfo=UTC) if start_at.tzinfo is None else start_at.astimezone(UTC)
-        )
+    await _check_design(
+        svc,
+        body.audience_id,
+        {"message": body.message, "subject": body.subject},
+        variants,
+        body.ab_test,
+        body.segment,
+    )
+    start_at = _utc(body.start_at)
     row = await svc.message_app.create(
         {
             "name": body.name,
@@ -297,16 +379,51 @@ async def create_campaign(
             "start_at": start_at,
             "send_window": windows.validate(body.send_window),
             "shards": body.shards,
+            "max_consecutive_failures": body.max_consecutive_failures,
+            "track_links": bool(body.track_links),
         }
     )
     return await campaign_view(svc, row["id"])
 
 
+@router.post(
+    "/campaigns/{campaign_id}/clone",
+    status_code=201,
+    response_model=Campaign,
+    summary="Copy a campaign into a new draft (no recipients, no schedule)",
+)
+async def clone_campaign(campaign_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
+    row = await svc.messaging.clone_campaign(campaign_id)
+    return await campaign_view(svc, row["id"])
+
+
+@router.post(
+    "/campaigns/{campaign_id}/archive",
+    response_model=Campaign,
+    summary="Hide a campaign from the list (refused while it is scheduled, running or paused)",
+)
+async def archive_campaign(
+    campaign_id: IdPath, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    await svc.messaging.archive_campaign(campaign_id, True)
+    return await campaign_view(svc, campaign_id)
+
+
+@router.post("/campaigns/{campaign_id}/unarchive", response_model=Campaign, summary="Show it again")
+async def unarchive_campaign(
+    campaign_id: IdPath, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    await svc.messaging.archive_campaign(campaign_id, False)
+    return await campaign_view(svc, campaign_id)
+
+
 @router.get("/campaigns", response_model=list[Campaign], summary="List campaigns")
 async def list_campaigns(
-    status: CampaignStatus | None = Query(default=None), svc: Services = Depends(services)
+    status: CampaignStatus | None = Query(default=None),
+    archived: bool = Query(default=False, description="List only the archived campaigns."),
+    svc: Services = Depends(services),
 ) -> list[dict[str, Any]]:
-    rows = await svc.messaging.list_campaigns(status.value if status else None)
+    rows = await svc.messaging.list_campaigns(status.value if status else None, archived)
     return await svc.message_app.describe(rows)
 
 
@@ -315,23 +432,56 @@ async def get_campaign(campaign_id: IdPath, svc: Services = Depends(services)) -
     return await campaign_view(svc, campaign_id)
 
 
+NULLABLE_EDITS = (
+    "subject",
+    "rate_per_minute",
+    "send_window",
+    "max_consecutive_failures",
+    "segment",
+    "variants",
+    "ab_test",
+    "start_at",
+)
+
+
 def edit_changes(body: CampaignPatch | Any) -> dict[str, Any]:
     data = body.model_dump(exclude_unset=True)
     if "send_window" in data:
         data["send_window"] = windows.validate(data["send_window"])
-    nullable = ("subject", "rate_per_minute", "send_window")
-    changes = {k: v for k, v in data.items() if v is not None or k in nullable}
+    if "start_at" in data:
+        data["start_at"] = _utc(data["start_at"])
+    changes = {k: v for k, v in data.items() if v is not None or k in NULLABLE_EDITS}
     if "limit" in changes:
         changes["recipient_limit"] = changes.pop("limit")
     return changes
 
 
-@router.patch("/campaigns/{campaign_id}", response_model=Campaign, summary="Edit a campaign")
+@router.patch(
+    "/campaigns/{campaign_id}",
+    response_model=Campaign,
+    summary="Edit a campaign",
+    description="Message, subject, limit, rate, send window and account at any time (a "
+    "sending campaign uses them for every message not yet sent); audience, segment, "
+    "variants, A/B test and start time only while it is a draft or scheduled (409 after).",
+)
 async def patch_campaign(
     campaign_id: IdPath, body: CampaignPatch, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     changes = edit_changes(body)
     if changes:
+        campaign = await svc.messaging.get_campaign(campaign_id)
+        lifecycle.refuse_late_change(campaign_id, campaign["status"], list(changes))
+        audience_id = changes.get("audience_id", campaign["audience_id"])
+        if "audience_id" in changes:
+            await svc.messaging.get_audience(audience_id)
+        await _check_design(
+            svc,
+            audience_id,
+            {},
+            changes.get("variants", campaign.get("variants")),
+            changes.get("ab_test", campaign.get("ab_test")),
+            changes.get("segment"),
+        )
         await svc.message_app.edit(campaign_id, changes)
     return await campaign_view(svc, campaign_id)
 
@@ -406,6 +556,8 @@ async def report(
         "per_variant": per_variant,
         "ab_test": ab_test_report(view, per_variant),
         "failures_by_reason": await svc.messaging.failure_reasons(campaign_id),
+        "links": await svc.message_app.operations.link_report(campaign_id),
+        "bounces": await svc.message_app.operations.bounce_counts(campaign_id),
         "bucket_seconds": bucket_seconds,
         "series": [
             {"at": datetime.fromtimestamp(p["bucket"], UTC).isoformat().replace("+00:00", "Z"), **p}
@@ -458,18 +610,27 @@ async def segment_preview(
 ) -> dict[str, Any]:
     await svc.messaging.get_audience(audience_id)
     conditions = segments.validate(body.segment)
+    follow_up = segments.engagement_conditions(conditions)
+
+    async def chosen(after: int, page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The page's contacts that meet every condition (follow-ups: by the query)."""
+        if follow_up and page:
+            subset = await svc.messaging.list_contacts(audience_id, after, len(page), follow_up)
+            page = [c for c in subset if c["id"] <= page[-1]["id"]]
+        return [c for c in page if segments.matches(conditions, c)]
+
     matching, total, after = 0, 0, 0
     while True:
         page = await svc.messaging.list_contacts(audience_id, after, 5000)
         if not page:
             break
         total += len(page)
-        matching += sum(1 for c in page if segments.matches(conditions, c))
+        matching += len(await chosen(after, page))
         after = page[-1]["id"]
     sample = []
     if conditions:
         first = await svc.messaging.list_contacts(audience_id, 0, 200)
-        sample = [c["external_id"] for c in first if segments.matches(conditions, c)][:10]
+        sample = [c["external_id"] for c in await chosen(0, first)][:10]
     return {"audience_id": audience_id, "matching": matching, "total": total, "sample": sample}
 
 

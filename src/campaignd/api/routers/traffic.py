@@ -35,8 +35,9 @@ def _profile_row(body: ProfileCreate | ProfilePatch) -> dict[str, Any]:
         for k, v in body.model_dump(exclude_unset=True).items()
         if v is not None or k == "headers"
     }
-    if "requests" in data:
-        data["requests"] = [{k: v for k, v in r.items() if v is not None} for r in data["requests"]]
+    if body.requests is not None:
+        # Each request whole, defaults included: a stored request names its method and weight.
+        data["requests"] = [r.model_dump(exclude_none=True) for r in body.requests]
     if "headers" in data and data["headers"] is None:
         data["headers"] = {}
     return data
@@ -47,9 +48,14 @@ async def create_profile(body: ProfileCreate, svc: Services = Depends(services))
     return await svc.traffic.create_profile(_profile_row(body))
 
 
+ARCHIVED = Query(default=False, description="List only the archived ones.")
+
+
 @router.get("/profiles", response_model=list[Profile], summary="List profiles")
-async def list_profiles(svc: Services = Depends(services)) -> list[dict[str, Any]]:
-    return await svc.traffic.list_profiles()
+async def list_profiles(
+    archived: bool = ARCHIVED, svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    return await svc.traffic.list_profiles(archived)
 
 
 @router.get("/profiles/{profile_id}", response_model=Profile, summary="Get a profile")
@@ -67,10 +73,30 @@ async def patch_profile(
     return await svc.traffic.update_profile(profile_id, data)
 
 
-@router.delete("/profiles/{profile_id}", status_code=204, summary="Delete a profile")
+@router.delete(
+    "/profiles/{profile_id}",
+    status_code=204,
+    summary="Delete a profile (409 while a campaign uses it; archive it instead)",
+)
 async def delete_profile(profile_id: IdPath, svc: Services = Depends(services)) -> Response:
     await svc.traffic.delete_profile(profile_id)
     return Response(status_code=204)
+
+
+@router.post(
+    "/profiles/{profile_id}/archive",
+    response_model=Profile,
+    summary="Hide a profile from lists and choices (409 while an active campaign uses it)",
+)
+async def archive_profile(profile_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
+    return await svc.traffic.archive_profile(profile_id, True)
+
+
+@router.post("/profiles/{profile_id}/unarchive", response_model=Profile, summary="Show it again")
+async def unarchive_profile(
+    profile_id: IdPath, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    return await svc.traffic.archive_profile(profile_id, False)
 
 
 def _campaign_view(svc: Services, row: dict[str, Any]) -> dict[str, Any]:
@@ -91,9 +117,10 @@ async def list_campaigns(
     status: CampaignStatus | None = Query(
         default=None, description="Only campaigns in this status."
     ),
+    archived: bool = ARCHIVED,
     svc: Services = Depends(services),
 ) -> list[dict[str, Any]]:
-    rows = await svc.traffic.list_campaigns(status.value if status else None)
+    rows = await svc.traffic.list_campaigns(status.value if status else None, archived)
     return [_campaign_view(svc, r) for r in rows]
 
 
@@ -116,6 +143,36 @@ async def patch_campaign(
 async def delete_campaign(campaign_id: IdPath, svc: Services = Depends(services)) -> Response:
     await svc.traffic_app.delete(campaign_id)
     return Response(status_code=204)
+
+
+@router.post(
+    "/campaigns/{campaign_id}/clone",
+    status_code=201,
+    response_model=TrafficCampaign,
+    summary="Copy a campaign into a new draft (no results)",
+)
+async def clone_campaign(campaign_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
+    return _campaign_view(svc, await svc.traffic.clone_campaign(campaign_id))
+
+
+@router.post(
+    "/campaigns/{campaign_id}/archive",
+    response_model=TrafficCampaign,
+    summary="Hide a campaign from the list (refused while it is running or paused)",
+)
+async def archive_campaign(
+    campaign_id: IdPath, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    return _campaign_view(svc, await svc.traffic.archive_campaign(campaign_id, True))
+
+
+@router.post(
+    "/campaigns/{campaign_id}/unarchive", response_model=TrafficCampaign, summary="Show it again"
+)
+async def unarchive_campaign(
+    campaign_id: IdPath, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    return _campaign_view(svc, await svc.traffic.archive_campaign(campaign_id, False))
 
 
 @router.put(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from campaignd.domain.text import find_unstorable
@@ -14,6 +15,22 @@ from campaignd.domain.text import find_unstorable
 MAX_ID = 2**53
 IdField = Annotated[int, Field(ge=1, le=MAX_ID)]
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def not_blank(label: str) -> Callable[[str], str]:
+    """A check that strips a name and refuses one with nothing left, in the label's words."""
+
+    def check(value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise PydanticCustomError("blank", f"{label} cannot be blank.")
+        return value
+
+    return check
+
+
+# A name as people see it in lists: surrounding spaces dropped, never blank.
+NameText = Annotated[str, Field(max_length=200), AfterValidator(not_blank("Name"))]
 
 
 class RequestBody(BaseModel):

@@ -7,11 +7,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from campaignd.api.schemas.common import IdField, RequestBody
+from campaignd.api.schemas.common import IdField, NameText, RequestBody
 from campaignd.domain.http_rules import HttpRuleError, check_headers, normalize_path
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-Name = Field(min_length=1, max_length=200)
 HeaderMap = dict[str, str]
 URL_PATTERN = r"^https?://[^\s/]+"
 
@@ -58,7 +57,7 @@ class ProfileRequest(RequestBody):
 
 
 class ProfileCreate(RequestBody):
-    name: str = Name
+    name: NameText
     requests: list[ProfileRequest] = Field(min_length=1, max_length=100)
     headers: HeaderMap | None = None
     think_time_ms: int = Field(default=0, ge=0, le=3_600_000)
@@ -67,7 +66,7 @@ class ProfileCreate(RequestBody):
 
 
 class ProfilePatch(RequestBody):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: NameText | None = None
     requests: list[ProfileRequest] | None = Field(default=None, min_length=1, max_length=100)
     headers: HeaderMap | None = None
     think_time_ms: int | None = Field(default=None, ge=0, le=3_600_000)
@@ -81,6 +80,7 @@ class Profile(BaseModel):
     requests: list[dict[str, Any]]
     headers: HeaderMap
     think_time_ms: int
+    archived_at: str | None = None
     created_at: str
     updated_at: str
 
@@ -130,7 +130,7 @@ SHARDS = Field(
 
 
 class TrafficCampaignCreate(RequestBody):
-    name: str = Name
+    name: NameText
     target_url: str = Field(
         min_length=1, max_length=2000, pattern=URL_PATTERN, examples=["http://127.0.0.1:9000"]
     )
@@ -159,7 +159,7 @@ class TrafficCampaignCreate(RequestBody):
 
 
 class TrafficCampaignPatch(RequestBody):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: NameText | None = None
     target_url: str | None = Field(default=None, min_length=1, max_length=2000, pattern=URL_PATTERN)
     user_profile_ids: list[IdField] | None = Field(default=None, min_length=1, max_length=100)
     requests_per_minute: float | None = Field(default=None, gt=0, le=60_000_000)
@@ -194,6 +194,7 @@ class TrafficCampaign(BaseModel):
     traffic_generation_active: bool
     thread_id: str | None
     start_time: str | None
+    archived_at: str | None = None
     created_at: str
     updated_at: str
 

@@ -16,6 +16,40 @@ CHANNEL_SPECS: dict[str, ChannelSpec] = {
 SECRET_MASK = "***"
 _NUMBERS = {"timeout_seconds", "retry_base_seconds", "port", "max_attempts", "connections"}
 _FLAGS = {"starttls", "use_tls", "validate_certs"}
+# How the account form names each setting, so a refusal reads like the form.
+CONFIG_LABELS = {
+    "url": "URL",
+    "signing_secret": "Signing secret",
+    "host": "Host",
+    "port": "Port",
+    "from": "From address",
+    "username": "Username",
+    "password": "Password",
+    "ca_cert": "CA certificate",
+    "path": "File path",
+    "bot_token": "Bot token",
+    "api_base_url": "API base URL",
+    "timeout_seconds": "Timeout",
+    "max_attempts": "Attempts",
+    "retry_base_seconds": "Retry delay",
+}
+CHANNEL_NAMES = {
+    "webhook": "a webhook",
+    "smtp": "an SMTP",
+    "telegram": "a Telegram",
+    "log": "a log",
+}
+
+
+def _label(name: str) -> str:
+    return CONFIG_LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def default_smtp_port(config: dict[str, Any]) -> int:
+    """The port an SMTP account means when it gives none: 465 for TLS, 587 for STARTTLS."""
+    if config.get("use_tls"):
+        return 465
+    return 587 if config.get("starttls") else 25
 
 
 def spec_for(kind: str) -> ChannelSpec:
@@ -35,20 +69,22 @@ def validate_account_config(kind: str, config: Any, *, partial: bool = False) ->
     """The normalized config, or InvalidInput naming the first field that is wrong."""
     spec = spec_for(kind)
     if not isinstance(config, dict):
-        raise InvalidInput("Field 'config' must be an object.", field="config")
+        raise InvalidInput("Settings must be an object of named values.", field="config")
     known = spec.required | spec.optional
     for name in config:
         if name not in known:
             raise InvalidInput(
-                f"Field 'config.{name}' is not a {kind} setting.",
+                f"'{name}' is not a setting of {CHANNEL_NAMES.get(kind, kind)} account.",
                 field=f"config.{name}",
                 allowed=sorted(known),
             )
     if not partial:
+        if kind == "smtp" and config.get("port") in (None, ""):
+            config = {**config, "port": default_smtp_port(config)}
         for name in sorted(spec.required):
             if config.get(name) in (None, ""):
                 raise InvalidInput(
-                    f"Field 'config.{name}' is required for a {kind} account.",
+                    f"{_label(name)} is required for {CHANNEL_NAMES.get(kind, kind)} account.",
                     field=f"config.{name}",
                 )
     result = {**({} if partial else spec.defaults), **config}
@@ -56,20 +92,20 @@ def validate_account_config(kind: str, config: Any, *, partial: bool = False) ->
         field = f"config.{name}"
         if name in _NUMBERS:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise InvalidInput(f"Field '{field}' must be a positive number.", field=field)
+                raise InvalidInput(f"{_label(name)} must be a positive number.", field=field)
         elif name in _FLAGS:
             if not isinstance(value, bool):
-                raise InvalidInput(f"Field '{field}' must be true or false.", field=field)
+                raise InvalidInput(f"{_label(name)} must be yes or no.", field=field)
         elif not isinstance(value, str):
-            raise InvalidInput(f"Field '{field}' must be a string.", field=field)
+            raise InvalidInput(f"{_label(name)} must be text.", field=field)
     if "port" in config and not 1 <= int(config["port"]) <= 65535:
-        raise InvalidInput("Field 'config.port' must be between 1 and 65535.", field="config.port")
+        raise InvalidInput("Port must be between 1 and 65535.", field="config.port")
     if config.get("ca_cert"):
         try:
             smtp.check_ca_cert(config["ca_cert"])
         except ValueError as exc:
             raise InvalidInput(
-                f"Field 'config.ca_cert' must be one or more PEM certificates ({exc}).",
+                f"CA certificate must be one or more PEM certificates ({exc}).",
                 field="config.ca_cert",
             ) from None
     for name in ("url", "api_base_url"):
@@ -77,7 +113,8 @@ def validate_account_config(kind: str, config: Any, *, partial: bool = False) ->
             parts = urlsplit(str(config[name]))
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise InvalidInput(
-                    f"Field 'config.{name}' must be an http(s) URL.", field=f"config.{name}"
+                    f"{_label(name)} must be a web address starting with http:// or https://.",
+                    field=f"config.{name}",
                 )
     return result
 

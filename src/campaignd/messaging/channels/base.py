@@ -27,10 +27,18 @@ class OutgoingMessage:
     subject: str | None = None
     variant: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # Set on a test send: marked as a test, and a key of its own so that a receiver's
+    # deduplication never swallows the real message that follows.
+    test_id: str | None = None
+
+    @property
+    def test(self) -> bool:
+        return self.test_id is not None
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.campaign_id}:{self.external_id}"
+        key = f"{self.campaign_id}:{self.external_id}"
+        return f"{key}:test:{self.test_id}" if self.test_id else key
 
 
 def header_refusal(values: dict[str, str | None]) -> str | None:
@@ -51,6 +59,11 @@ class SendResult:
     error: str | None = None
     # Seconds the far end asked us to wait (429 Retry-After); the sender slows down by it.
     throttled_seconds: float = 0.0
+    # The recipient's domain said "try later" (SMTP 421/450/451/452/454): not a failure yet;
+    # the sender holds that domain and tries this recipient again.
+    domain_busy: bool = False
+    # "hard" when the far end refused the recipient for good (SMTP 5xx): a hard bounce.
+    bounce: str | None = None
 
 
 class Channel(Protocol):

@@ -63,6 +63,7 @@ class LogChannel:
                 "subject": message.subject,
                 "idempotency_key": message.idempotency_key,
                 "message": message.text,
+                **({"test": True} if message.test else {}),
             }
         )
         async with self._lock:

@@ -11,6 +11,8 @@ from typing import Any
 
 import aiosmtplib
 
+from campaignd.domain.bounces import HARD
+from campaignd.domain.domains import THROTTLE_CODES
 from campaignd.messaging.channels.base import (
     ChannelSpec,
     CheckedTarget,
@@ -110,6 +112,8 @@ class SmtpChannel:
         email["Message-ID"] = make_msgid(idstring=message.idempotency_key.replace(":", "."))
         for name, value in message.headers.items():
             email[name] = value
+        if message.test:
+            email["X-Campaignd-Test"] = "true"
         email.set_content(message.text)
         return email
 
@@ -142,18 +146,28 @@ class SmtpChannel:
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 refusal = exc.recipients[0]
                 error = f"SMTP {refusal.code}: {refusal.message}"[:300]
-                if 500 <= refusal.code < 600:
-                    return SendResult(ok=False, attempts=attempt, error=error)
+                if 500 <= refusal.code < 600:  # the recipient is refused for good
+                    return SendResult(ok=False, attempts=attempt, error=error, bounce=HARD)
+                if refusal.code in THROTTLE_CODES:
+                    return await self._domain_busy(refusal.code, attempt, error)
             except aiosmtplib.SMTPResponseException as exc:
                 error = f"SMTP {exc.code}: {exc.message}"[:300]
                 if 500 <= exc.code < 600:
                     return SendResult(ok=False, attempts=attempt, error=error)
+                if exc.code in THROTTLE_CODES:
+                    return await self._domain_busy(exc.code, attempt, error)
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 error = f"{type(exc).__name__}: {exc}"[:300]
                 await self._drop()
             if attempt < attempts:
                 await asyncio.sleep(backoff_seconds(attempt, self._retry_base))
         return SendResult(ok=False, attempts=attempts, error=error)
+
+    async def _domain_busy(self, code: int, attempt: int, error: str) -> SendResult:
+        """'Try later': the sender backs off this recipient's domain instead of retrying now."""
+        if code == 421:  # the server is closing the connection
+            await self._drop()
+        return SendResult(ok=False, attempts=attempt, error=error, domain_busy=True)
 
     async def _drop(self) -> None:
         if self._client is not None:

@@ -60,6 +60,8 @@ class WebhookChannel:
         }
         if message.variant is not None:
             payload["variant"] = message.variant
+        if message.test:
+            payload["test"] = True
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": message.idempotency_key}
         if self.secret:

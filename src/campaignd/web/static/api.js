@@ -9,8 +9,22 @@ export class ApiError extends Error {
   }
 }
 
+// Listeners told when the service asks for a token (401): the app shows its sign-in page.
+const signInNeeded = new Set();
+export function onSignInNeeded(listener) {
+  signInNeeded.add(listener);
+}
+
 export function setToken(token) {
   localStorage.setItem(TOKEN_KEY, token);
+}
+
+export function hasToken() {
+  return Boolean(localStorage.getItem(TOKEN_KEY));
+}
+
+export function signOut() {
+  localStorage.removeItem(TOKEN_KEY);
 }
 
 function authHeaders() {
@@ -18,19 +32,24 @@ function authHeaders() {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
-// A download through fetch, so it carries the bearer token a plain link could not.
-export async function download(path, filename) {
-  const response = await fetch(path, { headers: authHeaders() });
-  if (!response.ok) {
-    let data = null;
-    try {
-      data = await response.json();
-    } catch (err) {
-      data = null;
-    }
-    throw new ApiError(response.status, data);
+async function errorBody(response) {
+  try {
+    return await response.json();
+  } catch (err) {
+    return null;
   }
-  const url = URL.createObjectURL(await response.blob());
+}
+
+// The bytes of an API route, fetched with the bearer token a plain link could not carry.
+export async function fetchBlob(path) {
+  const response = await fetch(path, { headers: authHeaders() });
+  if (response.status === 401) signInNeeded.forEach((listener) => listener());
+  if (!response.ok) throw new ApiError(response.status, await errorBody(response));
+  return response.blob();
+}
+
+export function saveBlob(blob, filename) {
+  const url = URL.createObjectURL(blob);
   const link = document.createElement("a");
   link.href = url;
   link.download = filename;
@@ -38,6 +57,10 @@ export async function download(path, filename) {
   link.click();
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+export async function download(path, filename) {
+  saveBlob(await fetchBlob(path), filename);
 }
 
 export async function api(method, path, body, { contentType } = {}) {
@@ -53,16 +76,9 @@ export async function api(method, path, body, { contentType } = {}) {
   } catch (err) {
     throw new ApiError(0, { error: "The service cannot be reached; is it running?" });
   }
-  if (response.status === 401) {
-    document.getElementById("token-bar").hidden = false;
-  }
+  if (response.status === 401) signInNeeded.forEach((listener) => listener());
   if (response.status === 204) return null;
-  let data = null;
-  try {
-    data = await response.json();
-  } catch (err) {
-    data = null;
-  }
+  const data = await errorBody(response);
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }

@@ -1,8 +1,10 @@
 // The report page of one campaign: totals, the time series as charts and a table, per-variant
-// counts and the A/B decision (messages), failures by reason; JSON and CSV downloads.
-import { api, download } from "./api.js";
+// counts and the A/B decision (messages), requests by name and failures by reason (traffic);
+// JSON, CSV and a one-file HTML download (charts and data inline, nothing fetched when opened).
+import { api, download, saveBlob } from "./api.js";
 import { messageChart, trafficCharts } from "./chart.js";
-import { badge, esc, render, showError } from "./dom.js";
+import { badge, esc, render, setTitle, showError, whilePending } from "./dom.js";
+import { failuresTable, requestsTable } from "./monitor.js";
 
 const SHOWN_ROWS = 120;
 const BUCKETS = [1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400];
@@ -18,7 +20,8 @@ async function bucketFor(id) {
 
 function table(caption, headers, rows) {
   if (!rows.length) return `<h2>${esc(caption)}</h2><p class="hint">Nothing yet.</p>`;
-  return `<h2>${esc(caption)}</h2><div class="table-wrap"><table>
+  return `<h2>${esc(caption)}</h2><p class="scroll-hint" aria-hidden="true">Scroll sideways for more columns →</p>
+  <div class="table-wrap"><table>
     <thead><tr>${headers.map((h) => `<th scope="col">${esc(h)}</th>`).join("")}</tr></thead>
     <tbody>${rows.map((r) => `<tr>${r.map((v) => `<td>${esc(v)}</td>`).join("")}</tr>`).join("")}</tbody>
   </table></div>`;
@@ -58,6 +61,9 @@ function messageReport(r) {
       <section class="charts"><div id="chart-a" class="chart-box"></div></section>
       ${table("Per variant", ["Variant", "Sent", "Failed", "In flight", "Clicks", "Conversions", "Unsubscribes"], variants)}
       ${abPart}
+      ${totals([["Hard bounces", r.bounces.hard], ["Soft bounces", r.bounces.soft]])}
+      ${table("Links", ["URL", "Clicks", "Unique clicks"],
+        r.links.map((l) => [l.url, l.clicks, l.unique_clicks]))}
       ${table("Failures by reason", ["Reason", "Count"], r.failures_by_reason.map((f) => [f.reason, f.count]))}
       ${table(`Over time (per ${r.bucket_seconds} s)`, ["At", "Sent", "Failed"],
         r.series.slice(-SHOWN_ROWS).reverse().map((p) => [time(p.at), p.sent, p.failed]))}`,
@@ -70,30 +76,60 @@ function messageReport(r) {
 function trafficReport(r) {
   const s = r.stats;
   const w = r.windows;
+  const c = r.campaign;
   return {
-    title: r.campaign.name,
+    title: c.name,
     body: `
+      <dl class="facts">
+        <div><dt>Target</dt><dd>${esc(c.target_url)}</dd></div>
+        <div><dt>Rate</dt><dd>${esc(c.requests_per_minute)} requests per minute, ${esc(c.total_users)} virtual users</dd></div>
+        <div><dt>Duration</dt><dd>${esc(c.duration_minutes)} min${c.start_time ? `, started ${esc(time(c.start_time))}` : ""}</dd></div>
+      </dl>
       ${totals([
         ["Requests", s.requests_total], ["Failed", s.requests_failed], ["Dropped", s.requests_dropped],
-        ["Success rate", percent(s.success_rate)], ["Achieved rpm", s.achieved_rpm.toFixed(0)],
+        ["Success rate", percent(s.success_rate)], ["Average rpm (whole run)", s.achieved_rpm.toFixed(0)],
         ["p50 ms", s.latency_ms.p50], ["p90 ms", s.latency_ms.p90], ["p99 ms", s.latency_ms.p99],
         ["Max ms", s.latency_ms.max],
       ])}
       <section class="charts">
         <div id="chart-a" class="chart-box"></div><div id="chart-b" class="chart-box"></div>
+        <div id="chart-c" class="chart-box"></div>
       </section>
+      <h2>Requests by name</h2>${requestsTable(s)}
+      <h2>Failures by reason</h2>${failuresTable(s.errors, s.requests_failed)}
       ${table(r.bucket_seconds ? `Over time (per ${r.bucket_seconds} s; latency: the highest window's)` : "Over time (per second)",
         ["At", "Requests", "Failed", "Dropped", "rpm", "Target rpm", "p50 ms", "p99 ms", "Max ms"],
         w.slice(-SHOWN_ROWS).reverse().map((p) => [
           time(p.at), p.requests, p.failed, p.dropped, p.rpm.toFixed(0), p.target_rpm, ms(p.p50_ms), ms(p.p99_ms), ms(p.max_ms),
         ]))}`,
     charts() {
-      trafficCharts(document.getElementById("chart-a"), document.getElementById("chart-b"), w);
+      trafficCharts({
+        rate: document.getElementById("chart-a"), latency: document.getElementById("chart-b"),
+        users: document.getElementById("chart-c"),
+      }, w);
     },
   };
 }
 
-export async function reportView(kindName, id) {
+// One self-contained file: the page as drawn (SVG charts included), the stylesheet inline,
+// the report's JSON inline; no script runs and nothing is fetched when it is opened.
+async function htmlReport(report, title) {
+  const css = await (await fetch("/static/style.css")).text();
+  const content = document.getElementById("report-content").cloneNode(true);
+  const data = JSON.stringify(report).replace(/</g, "\\u003c");
+  const stamp = new Date().toLocaleString();
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<title>${esc(title)}</title><style>${css}</style></head>
+<body><main><h1>${esc(title)}</h1><p class="hint">Exported from campaignd on ${esc(stamp)}.</p>
+${content.innerHTML}</main>
+<script type="application/json" id="report-data">${data}</script>
+</body></html>`;
+}
+
+export async function reportView(kindName, id, signal) {
   const base = kindName === "traffic"
     ? `/api/traffic/campaigns/${id}/report` : `/api/campaigns/${id}/report`;
   const params = kindName === "traffic" ? {} : { bucket_seconds: await bucketFor(id) };
@@ -101,25 +137,37 @@ export async function reportView(kindName, id) {
   const report = await api("GET", url({}));
   const page = kindName === "traffic" ? trafficReport(report) : messageReport(report);
   const file = `${kindName === "traffic" ? "traffic-campaign" : "campaign"}-${id}`;
+  setTitle(`Report: ${page.title}`);
   render(`
     <p><a href="#/${kindName}/${id}">← Back to the monitor</a></p>
     <h1 id="report-title">Report: ${esc(page.title)}</h1>
-    <p>Status: ${badge(report.campaign.status)}</p>
     <div class="actions">
-      <button type="button" id="download-json">Download JSON</button>
-      <button type="button" id="download-csv">Download CSV</button>
+      <button type="button" id="download-html">Download HTML report</button>
+      <button type="button" id="download-json" class="secondary">Download JSON</button>
+      <button type="button" id="download-csv" class="secondary">Download CSV</button>
     </div>
     <p id="download-error" class="error" role="alert" hidden></p>
-    ${page.body}`);
+    <div id="report-content">
+    <p>Status: ${badge(report.campaign.status)}</p>
+    ${page.body}
+    </div>`);
   page.charts();
-  const save = (format, name) => async () => {
+  window.addEventListener("campaignd:redraw", () => page.charts(), { signal });
+  const save = (button, format, name) => () => whilePending(button, async () => {
     showError("download-error", null);
     try {
-      await download(url({ format }), name);
+      if (format === "html") {
+        const html = await htmlReport(report, `Report: ${page.title}`);
+        saveBlob(new Blob([html], { type: "text/html" }), name);
+      } else {
+        await download(url({ format }), name);
+      }
     } catch (err) {
       showError("download-error", err);
     }
-  };
-  document.getElementById("download-json").addEventListener("click", save("json", `${file}.json`));
-  document.getElementById("download-csv").addEventListener("click", save("csv", `${file}.csv`));
+  });
+  for (const format of ["html", "json", "csv"]) {
+    const button = document.getElementById(`download-${format}`);
+    button.addEventListener("click", save(button, format, `${file}-report.${format}`.replace("-report.json", ".json").replace("-report.csv", ".csv")));
+  }
 }
