@@ -92,6 +92,9 @@ traffic_stats = Table(
     # The lease shard and epoch that wrote the window (NULL: written before revision 0005).
     Column("shard", Integer, nullable=True),
     Column("epoch", Integer, nullable=True),
+    # Failures by reason in the window (NULL: none, or written before revision 0007): the
+    # reasons outlive the runner, and every node's view adds them up.
+    Column("errors", JSON, nullable=True),
     Index("ix_traffic_stats_campaign_window", "campaign_id", "window_start"),
 )
 

@@ -86,6 +86,8 @@ def _merged(rows: Sequence[Any]) -> WindowStats:
         total.latency_sum_us += row.latency_sum_us
         if row.histogram:
             total.histogram.add(decode_histogram(row.histogram))
+        if row.errors:
+            total.errors.update(row.errors)
     return total
 
 
@@ -395,6 +397,7 @@ class TrafficRepository:
                         ),
                         "shard": item.lease.shard if item.lease else None,
                         "epoch": item.lease.epoch if item.lease else None,
+                        "errors": dict(item.window.errors) or None,
                         **window_percentiles(item.window.histogram),
                     }
                     for item in kept
@@ -472,6 +475,7 @@ class TrafficRepository:
                             S.c.requests_dropped,
                             S.c.latency_sum_us,
                             S.c.histogram,
+                            S.c.errors,
                         )
                         .where(S.c.campaign_id == campaign_id, S.c.id > after_id)
                         .order_by(S.c.id)
@@ -505,6 +509,7 @@ class TrafficRepository:
                         S.c.requests_dropped,
                         S.c.latency_sum_us,
                         S.c.histogram,
+                        S.c.errors,
                     )
                     .where(S.c.campaign_id == campaign_id)
                     .order_by(S.c.id)

@@ -50,9 +50,13 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("shard", sa.Integer(), nullable=True))
             batch.add_column(sa.Column("epoch", sa.Integer(), nullable=True))
+    with op.batch_alter_table("traffic_stats") as batch:
+        batch.add_column(sa.Column("errors", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("traffic_stats") as batch:
+        batch.drop_column("errors")
     for table in ("deliveries", "traffic_stats"):
         with op.batch_alter_table(table) as batch:
             batch.drop_column("epoch")
