@@ -222,6 +222,48 @@ def traffic_run(
         raise typer.Exit(1)
 
 
+@traffic_app.command("import-har")
+def traffic_import_har(
+    har_file: Path = typer.Argument(..., help="A HAR recording (browser dev tools: Save as HAR)."),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Scenario YAML to write (default: the HAR's name, .yaml)."
+    ),
+    include_host: list[str] = typer.Option(
+        None, "--include-host", help="Keep requests to this host only (repeatable)."
+    ),
+    include_static: bool = typer.Option(
+        False, "--include-static", help="Keep scripts, styles, images, fonts and media too."
+    ),
+    users: int = typer.Option(10, help="Virtual users in the scenario."),
+    rpm: float = typer.Option(600.0, help="Requests per minute in the scenario."),
+    duration_minutes: float = typer.Option(1.0, help="Duration in the scenario."),
+) -> None:
+    """Write a journey scenario with one step per recorded request (exit 2 on a bad file)."""
+    import yaml
+
+    from campaignd.traffic.har import HarError, har_to_scenario, read_har
+
+    try:
+        scenario, notes = har_to_scenario(
+            read_har(har_file),
+            include_hosts=include_host or None,
+            include_static=include_static,
+            name=har_file.stem or "recording",
+            users=users,
+            rpm=rpm,
+            duration_minutes=duration_minutes,
+        )
+    except HarError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    target = output or har_file.with_suffix(".yaml")
+    target.write_text(yaml.safe_dump(scenario, sort_keys=False, allow_unicode=True))
+    steps = len(scenario["profiles"][0]["steps"])
+    typer.echo(f"wrote {target}: {steps} steps against {scenario['target']}")
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+
+
 def _event_loop_runner():  # type: ignore[no-untyped-def]
     """uvloop where installed: the in-process worker shares this loop."""
     try:

@@ -483,7 +483,9 @@ async def test_a_day_report_is_bucketed_in_sql_from_stored_percentiles(
 
     csv = await api.get(f"/api/traffic/campaigns/{campaign}/report", params={"format": "csv"})
     lines = csv.text.strip().splitlines()
-    assert lines[0] == "at,requests,failed,dropped,rpm,target_rpm,p50_ms,p90_ms,p99_ms,max_ms"
+    assert lines[0] == (
+        "at,requests,failed,dropped,rpm,target_rpm,p50_ms,p90_ms,p99_ms,max_ms,busy_users"
+    )
     assert len(lines) == 1441
 
     hourly = await api.get(

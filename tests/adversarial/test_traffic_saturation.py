@@ -133,8 +133,6 @@ async def _wait_until(condition: Any, timeout: float) -> None:
         await asyncio.sleep(0.02)
 
 
-
-
 async def test_requests_in_flight_at_stop_are_counted_as_cancelled(silent: SilentTarget) -> None:
     users = 300
     generation = Generation(_plan(silent.url, 1000.0, users), duration_seconds=60.0, workers=1)

@@ -518,3 +518,23 @@ def _try(template: str, contact: dict[str, Any], field: str, where: str) -> None
             f"Field '{field}' cannot be rendered{where}: {type(exc).__name__}: {exc}.",
             field=field,
         ) from None
+
+
+def compile_sandboxed(template: str) -> Template:
+    """The template compiled once in the bounded sandbox (loops charged per iteration);
+    raises TemplateError for a syntax error or a sandbox escape found at compile time."""
+    return _compiled(template)
+
+
+def undeclared_names(template: str) -> set[str]:
+    """The variables a template reads from its context."""
+    return set(meta.find_undeclared_variables(_env.parse(template)))
+
+
+def render_context(compiled: Template, context: dict[str, Any]) -> str:
+    """Render a compiled template over any context, within the same budget as a message."""
+    token = _budget.set(_Budget(time.thread_time() + MAX_SECONDS))
+    try:
+        return compiled.render(context)
+    finally:
+        _budget.reset(token)

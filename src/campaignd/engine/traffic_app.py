@@ -203,11 +203,14 @@ class TrafficApp:
         if runner is not None and int(campaign.get("shards") or 1) == 1:
             return runner.stats()
         totals = await self._totals(campaign["id"])
-        return summarize(
+        stats = summarize(
             totals,
             float(campaign.get("active_seconds") or 0.0),
             float(campaign["requests_per_minute"]),
         )
+        if not self.generating(campaign):
+            stats["busy_users"] = 0  # nothing generates now
+        return stats
 
     async def _totals(self, campaign_id: int) -> WindowStats:
         async with self._merge_lock:

@@ -38,6 +38,9 @@ traffic_profiles = Table(
     Column("headers", JSON, nullable=False, default=dict),
     Column("think_time_ms", Integer, nullable=False, default=0),
     _ts("archived_at"),
+    # A journey: ordered steps (then `requests` is empty) and the rows users take data from.
+    Column("steps", JSON, nullable=True),
+    Column("data", JSON, nullable=True),
     _ts("created_at", False),
     _ts("updated_at", False),
 )
@@ -89,12 +92,16 @@ traffic_stats = Table(
     Column("p90_ms", Float, nullable=True),
     Column("p99_ms", Float, nullable=True),
     Column("max_ms", Float, nullable=True),
-    # The lease shard and epoch that wrote the window (NULL: written before revision 0005).
+    # The lease shard and epoch that wrote the window (NULL: written before revision 0008).
     Column("shard", Integer, nullable=True),
     Column("epoch", Integer, nullable=True),
-    # Failures by reason in the window (NULL: none, or written before revision 0007): the
+    # Failures by reason in the window (NULL: none, or written before revision 0008): the
     # reasons outlive the runner, and every node's view adds them up.
     Column("errors", JSON, nullable=True),
+    # The most users with a request in flight at once in the window (NULL before 0005).
+    Column("busy_users", Integer, nullable=True),
+    # Per step (or request name): counts and encoded HDR histogram; checks; iterations.
+    Column("step_stats", JSON, nullable=True),
     Index("ix_traffic_stats_campaign_window", "campaign_id", "window_start"),
 )
 

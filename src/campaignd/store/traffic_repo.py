@@ -88,6 +88,7 @@ def _merged(rows: Sequence[Any]) -> WindowStats:
             total.histogram.add(decode_histogram(row.histogram))
         if row.errors:
             total.errors.update(row.errors)
+        total.steps_from_json(row.step_stats)
     return total
 
 
@@ -109,6 +110,7 @@ class SeriesPoint:
     p90_ms: float | None
     p99_ms: float | None
     max_ms: float | None
+    busy_users: int | None = None
 
 
 P = traffic_profiles
@@ -399,6 +401,8 @@ class TrafficRepository:
                         "epoch": item.lease.epoch if item.lease else None,
                         "errors": dict(item.window.errors) or None,
                         **window_percentiles(item.window.histogram),
+                        "busy_users": item.window.busy_users,
+                        "step_stats": item.window.steps_to_json(),
                     }
                     for item in kept
                 ],
@@ -476,6 +480,7 @@ class TrafficRepository:
                             S.c.latency_sum_us,
                             S.c.histogram,
                             S.c.errors,
+                            S.c.step_stats,
                         )
                         .where(S.c.campaign_id == campaign_id, S.c.id > after_id)
                         .order_by(S.c.id)
@@ -510,6 +515,7 @@ class TrafficRepository:
                         S.c.latency_sum_us,
                         S.c.histogram,
                         S.c.errors,
+                        S.c.step_stats,
                     )
                     .where(S.c.campaign_id == campaign_id)
                     .order_by(S.c.id)
@@ -588,6 +594,7 @@ class TrafficRepository:
                 S.c.window_seconds.label("seconds"),
                 S.c.target_rpm,
                 *(getattr(S.c, f"{p}_ms") for p in PERCENTILES),
+                S.c.busy_users,
             ).order_by(S.c.id.desc())
         else:
             bucket = (
@@ -603,6 +610,7 @@ class TrafficRepository:
                     func.sum(S.c.window_seconds).label("seconds"),
                     func.avg(S.c.target_rpm).label("target_rpm"),
                     *(func.max(getattr(S.c, f"{p}_ms")).label(f"{p}_ms") for p in PERCENTILES),
+                    func.max(S.c.busy_users).label("busy_users"),
                 )
                 .group_by(literal_column("bucket"))
                 .order_by(literal_column("bucket").desc())
@@ -626,4 +634,5 @@ class TrafficRepository:
             p90_ms=row.p90_ms,
             p99_ms=row.p99_ms,
             max_ms=row.max_ms,
+            busy_users=row.busy_users,
         )

@@ -75,7 +75,30 @@ def _point(second: int, window: WindowStats, target_rpm: float | None) -> dict[s
 
 def _observed(summary: dict[str, Any]) -> dict[str, float]:
     latency = summary["latency_ms"]
+    checks = summary["checks"]
+    passes = sum(c["passes"] for c in checks)
+    tried = passes + sum(c["fails"] for c in checks)
+    per_step: dict[str, float] = {}
+    for step in summary["steps"]:
+        prefix = f"step.{step['name']}."
+        done = step["requests"]
+        per_step.update(
+            {
+                prefix + "p50_ms": step["p50"],
+                prefix + "p90_ms": step["p90"],
+                prefix + "p99_ms": step["p99"],
+                prefix + "max_ms": step["max"],
+                prefix + "mean_ms": step["mean"],
+                prefix + "requests": done,
+                prefix + "failed": step["failed"],
+                prefix + "success_rate": (done - step["failed"]) / done if done else 0.0,
+            }
+        )
     return {
+        **per_step,
+        "checks": passes / tried if tried else math.nan,
+        "iterations": summary["iterations"],
+        "iterations_aborted": summary["iterations_aborted"],
         "p50_ms": latency["p50"],
         "p90_ms": latency["p90"],
         "p99_ms": latency["p99"],
@@ -128,7 +151,7 @@ async def run_scenario(
     await generation.flush()
     active = generation.active_seconds
     asked_rpm = None if closed else scenario.plan.rate_per_second * 60.0
-    summary = summarize(generation.totals, active, asked_rpm or 0.0)
+    summary = summarize(generation.totals, active, asked_rpm or 0.0, scenario.plan.step_names)
     asked = None
     if not closed:
         if scenario.stages:
@@ -217,6 +240,23 @@ def summary_table(result: RunResult) -> Table:
     )
     for reason, count in sorted(s["errors"].items()):
         rows.append((f"error: {reason}", f"{count:,}"))
+    if s["iterations"] or s["iterations_aborted"]:
+        rows.append(("iterations (aborted)", f"{s['iterations']:,} ({s['iterations_aborted']:,})"))
+    for step in s["steps"]:
+        rows.append(
+            (
+                f"step {step['name']}",
+                f"{step['requests']:,} req, {step['failed']:,} failed, p50 {step['p50']:.3f} "
+                f"p99 {step['p99']:.3f} ms",
+            )
+        )
+    for check in s["checks"]:
+        rows.append(
+            (
+                f"check {check['step']}: {check['name']}",
+                f"{check['passes']:,} ok / {check['fails']:,} failed",
+            )
+        )
     for verdict in result.verdicts:
         mark = "[green]pass[/]" if verdict.passed else "[red]FAIL[/]"
         rows.append((f"threshold {verdict.threshold.text}", f"{verdict.observed:g}  {mark}"))
@@ -229,7 +269,11 @@ def export_json(result: RunResult, path: Path) -> None:
     body = {
         "summary": result.summary,
         "thresholds": [
-            {"threshold": v.threshold.text, "observed": v.observed, "passed": v.passed}
+            {
+                "threshold": v.threshold.text,
+                "observed": v.observed if math.isfinite(v.observed) else None,
+                "passed": v.passed,
+            }
             for v in result.verdicts
         ],
         "passed": result.passed,

@@ -24,6 +24,7 @@ from campaignd.domain.http_rules import (
     check_header_value,
     normalize_path,
 )
+from campaignd.domain.journeys import MAX_BODY_BYTES, CompiledStep, Scope
 from campaignd.traffic.connections import ConnectionBudget
 from campaignd.traffic.plan import RequestSpec
 
@@ -117,6 +118,85 @@ def encode_request(spec: RequestSpec, target: HttpTarget) -> bytes:
     return head + body
 
 
+class StepEncoder:
+    """A journey step's request from pre-encoded parts: only what a template fills in, the
+    cookies and the Content-Length are built per send. A step with no template is encoded once.
+    """
+
+    __slots__ = ("_body", "_fixed", "_head", "_headers", "_line", "_path", "_prefix", "_static")
+
+    def __init__(self, step: CompiledStep, target: HttpTarget) -> None:
+        headers: list[tuple[str, str]] = []
+        dynamic: list[tuple[bytes, object]] = []
+        for raw_name, template in step.headers:
+            name = raw_name.strip(" \t")
+            if name.lower() in FRAMING_HEADERS:
+                continue
+            try:
+                check_header_name(name)
+            except HttpRuleError as exc:
+                raise HeaderInjection(str(exc)) from None
+            if template.constant:
+                headers.append((name, _checked(name, template.text)))
+            else:
+                dynamic.append((f"{name}: ".encode("latin-1"), template))
+        given = {name.lower() for name, _ in headers} | {
+            n.decode("latin-1")[:-2].lower() for n, _ in dynamic
+        }
+        lines = []
+        if "host" not in given:
+            lines.append(f"Host: {target.host_header}")
+        if "user-agent" not in given:
+            lines.append(f"User-Agent: {USER_AGENT}")
+        if "accept" not in given:
+            lines.append("Accept: */*")
+        lines.extend(f"{name}: {value}" for name, value in headers)
+        self._static = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        self._headers = tuple(dynamic)
+        self._head = step.method == "HEAD"
+        self._prefix = f"{step.method} {target.base_path}".encode("latin-1")
+        self._path = None if step.path.constant else step.path
+        self._line = (
+            _request_line(RequestSpec(step.method, step.path.text), target).encode("latin-1")
+            + b"\r\n"
+            if step.path.constant
+            else b""
+        )
+        body = step.body
+        constant = body.constant if body is not None else b""
+        self._body = body if constant is None else None
+        self._fixed = (constant or b"") if body is None or constant is not None else None
+        if self._fixed is not None and (self._fixed or step.method in _BODY_METHODS):
+            self._static += f"Content-Length: {len(self._fixed)}\r\n".encode()
+        if body is not None and body.json_strings and "content-type" not in given:
+            self._static += b"Content-Type: application/json\r\n"
+
+    @property
+    def head(self) -> bool:
+        return self._head
+
+    def build(self, scope: Scope, cookie: str | None) -> bytes:
+        """The request for this user now; TemplateFailure when a template cannot render."""
+        if self._path is not None:
+            line = self._prefix + self._path.render(scope).encode() + b" HTTP/1.1\r\n"
+        else:
+            line = self._line
+        parts = [line, self._static]
+        for name, template in self._headers:
+            parts.append(name + template.render(scope).encode() + b"\r\n")  # type: ignore[attr-defined]
+        if cookie:
+            parts.append(b"Cookie: " + cookie.encode("latin-1", "replace") + b"\r\n")
+        if self._fixed is not None:
+            parts.append(b"\r\n")
+            parts.append(self._fixed)
+        else:
+            assert self._body is not None
+            body = self._body.render(scope)
+            parts.append(b"Content-Length: %d\r\n\r\n" % len(body))
+            parts.append(body)
+        return b"".join(parts)
+
+
 # Called with (connection, status, keep_alive); status 0 means the exchange failed.
 Outcome = Callable[["HttpConnection", int, bool], None]
 
@@ -205,11 +285,61 @@ class HttpConnection(asyncio.Protocol):
             self._on_done(self, 0, False)
 
 
+_SET_COOKIE_LENGTH = frozenset({len(b"set-cookie")})
+# The header-name lengths worth a look, per set of wanted headers (a few per profile).
+_LENGTHS: dict[frozenset[bytes], frozenset[int]] = {}
+
+
+class JourneyConnection(HttpConnection):
+    """A connection that also keeps, per response, what a journey step reads: Set-Cookie
+    lines, the headers it extracts and, only when the step needs it, the body."""
+
+    __slots__ = ("_lengths", "_want_body", "_wanted", "body", "cookies", "headers")
+
+    def __init__(self, on_done: Outcome) -> None:
+        super().__init__(on_done)
+        self.cookies: list[bytes] = []
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self._want_body = False
+        self._wanted: frozenset[bytes] = frozenset()
+        self._lengths: frozenset[int] = _SET_COOKIE_LENGTH
+
+    def expect(self, wanted_headers: frozenset[bytes], want_body: bool) -> None:
+        """What the next response should keep (called just before its request is sent)."""
+        self._wanted = wanted_headers
+        lengths = _LENGTHS.get(wanted_headers)
+        if lengths is None:
+            lengths = _LENGTHS[wanted_headers] = _SET_COOKIE_LENGTH | {
+                len(h) for h in wanted_headers
+            }
+        self._lengths = lengths
+        self._want_body = want_body
+        self.cookies = []
+        self.headers = {}
+        self.body = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Most headers are of no interest: their length alone says so, without a lower().
+        if len(name) not in self._lengths:
+            return
+        lowered = name.lower()
+        if lowered == b"set-cookie":
+            self.cookies.append(value)
+        elif lowered in self._wanted and lowered.decode("latin-1") not in self.headers:
+            self.headers[lowered.decode("latin-1")] = value.decode("latin-1")
+
+    def on_body(self, chunk: bytes) -> None:
+        if self._want_body and sum(map(len, self.body)) < MAX_BODY_BYTES:
+            self.body.append(chunk)
+
+
 async def open_connection(
     target: HttpTarget,
     on_done: Outcome,
     ssl_context: ssl.SSLContext | None,
     budget: ConnectionBudget,
+    factory: type[HttpConnection] = HttpConnection,
 ) -> HttpConnection:
     """Connect to the pinned addresses in order (or to the host by name when none are pinned)
     on a slot already taken from `budget`; the slot goes back when the socket closes.
@@ -224,7 +354,7 @@ async def open_connection(
         for address in target.addresses or (target.host,):
             try:
                 _, protocol = await loop.create_connection(
-                    lambda: HttpConnection(on_done),
+                    lambda: factory(on_done),
                     address,
                     target.port,
                     ssl=tls,

@@ -141,6 +141,9 @@ class ProcessWorkers:
         self._done: set[int] = set()
         self._pending = WindowStats(started_at=time.time(), seconds=0.0)
         self._pending_since = time.monotonic()
+        # Busy users per child: the most since the last cut, and the latest.
+        self._busy_max: dict[int, int] = {}
+        self._busy_now: dict[int, int] = {}
         self._all_ready: asyncio.Future[None] | None = None
         self._all_done: asyncio.Future[None] | None = None
         self._failure: asyncio.Future[None] | None = None
@@ -202,6 +205,11 @@ class ProcessWorkers:
         now = time.monotonic()
         window = self._pending
         window.seconds = now - self._pending_since
+        # Children work at the same time: their gauges add up (the sum of their maxima is an
+        # upper bound of the true maximum, exact when they peak together, as under one load).
+        window.busy_users = sum(self._busy_max.values())
+        window.busy_now = sum(self._busy_now.values())
+        self._busy_max = dict(self._busy_now)
         self._pending = WindowStats(started_at=time.time(), seconds=0.0)
         self._pending_since = now
         return window
@@ -240,7 +248,10 @@ class ProcessWorkers:
     def _handle(self, index: int, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "window":
-            self._pending.merge(WindowStats.from_wire(message[1]))
+            window = WindowStats.from_wire(message[1])
+            self._pending.merge(window)
+            self._busy_max[index] = max(self._busy_max.get(index, 0), window.busy_users)
+            self._busy_now[index] = window.busy_now
         elif kind == "ready":
             self._ready.add(index)
             if len(self._ready) == len(self._procs) and self._all_ready is not None:

@@ -159,7 +159,12 @@ class TrafficRunner:
                 await asyncio.shield(self._task)
 
     def stats(self) -> dict[str, Any]:
-        return summarize(self.totals, self.active_seconds, self.requests_per_minute)
+        return summarize(
+            self.totals,
+            self.active_seconds,
+            self.requests_per_minute,
+            self.generation.plan.step_names,
+        )
 
     async def _run(self) -> None:
         error: BaseException | None = None

@@ -23,7 +23,8 @@ from campaignd.api.schemas.traffic import (
     stage_minutes,
     target_url_path,
 )
-from campaignd.domain.errors import RuleViolation
+from campaignd.domain.errors import InvalidInput, RuleViolation
+from campaignd.domain.journeys import check_profile
 from campaignd.domain.stages import Stage as RampStage
 from campaignd.domain.thresholds import Threshold, parse_threshold
 from campaignd.traffic.plan import LoadPlan, UserProfile
@@ -98,8 +99,14 @@ class Scenario:
         for i, p in enumerate(data.profiles):
             row = p.model_dump()
             row["requests"] = [
-                {k: v for k, v in r.items() if v is not None} for r in row["requests"]
+                {k: v for k, v in r.items() if v is not None} for r in row["requests"] or ()
             ]
+            if row.get("steps"):
+                row["steps"] = [{k: v for k, v in s.items() if v is not None} for s in row["steps"]]
+            try:
+                check_profile(row)
+            except InvalidInput as exc:
+                raise ScenarioError(f"{source}: profiles.{i} ({p.name}): {exc.message}") from None
             profiles.append(UserProfile.from_row({**row, "id": i + 1}))
         self.plan = LoadPlan(
             target_url=data.target.strip().rstrip("/"),
@@ -108,6 +115,18 @@ class Scenario:
             rate_per_second=start_rpm / 60.0,
             request_timeout_seconds=data.options.request_timeout_seconds,
         )
+        names = self.plan.step_names
+        has_checks = any(s.get("checks") for p in profiles for s in p.steps)
+        for threshold in self.thresholds:
+            if threshold.step is not None and threshold.step not in names:
+                raise ScenarioError(
+                    f"{source}: threshold '{threshold.text}' names step '{threshold.step}', "
+                    f"which no profile has (steps: {', '.join(names)})."
+                )
+            if threshold.metric == "checks" and not has_checks:
+                raise ScenarioError(
+                    f"{source}: threshold '{threshold.text}' needs checks, and no step has any."
+                )
 
     @property
     def closed_loop(self) -> bool:

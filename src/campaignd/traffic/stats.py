@@ -67,8 +67,46 @@ def latency_summary(histogram: HdrHistogram, latency_sum_us: int) -> dict[str, f
 
 
 @dataclass
+class StepStats:
+    """One step's (or request name's) outcomes in a window."""
+
+    requests: int = 0
+    failed: int = 0
+    latency_sum_us: int = 0
+    histogram: HdrHistogram = field(default_factory=new_histogram)
+
+    def merge(self, other: StepStats) -> None:
+        self.requests += other.requests
+        self.failed += other.failed
+        self.latency_sum_us += other.latency_sum_us
+        self.histogram.add(other.histogram)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "failed": self.failed,
+            "latency_sum_us": self.latency_sum_us,
+            "histogram": self.histogram.encode().decode() if self.requests else "",
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> StepStats:
+        return cls(
+            requests=int(data["requests"]),
+            failed=int(data["failed"]),
+            latency_sum_us=int(data.get("latency_sum_us", 0)),
+            histogram=decode_histogram(data.get("histogram")),
+        )
+
+
+@dataclass
 class WindowStats:
-    """What one worker saw in one window: counts plus the latency histogram."""
+    """What one worker saw in one window: counts plus the latency histogram.
+
+    `steps` holds the same outcomes per step (journeys) or request name (plain profiles);
+    `checks` maps (step, check) to [passes, fails]; `busy_users` is the most users with a
+    request in flight at once in the window, `busy_now` how many had one when it was cut.
+    """
 
     started_at: float
     seconds: float
@@ -78,18 +116,62 @@ class WindowStats:
     latency_sum_us: int = 0
     histogram: HdrHistogram = field(default_factory=new_histogram)
     errors: Counter[str] = field(default_factory=Counter)
+    steps: dict[str, StepStats] = field(default_factory=dict)
+    checks: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    iterations: int = 0
+    iterations_aborted: int = 0
+    busy_users: int = 0
+    busy_now: int = 0
 
     @property
     def total(self) -> int:
         return self.succeeded + self.failed
 
     def merge(self, other: WindowStats) -> None:
+        """Add a later (or a sibling's) window; the busy gauges keep the larger / latest."""
         self.succeeded += other.succeeded
         self.failed += other.failed
         self.dropped += other.dropped
         self.latency_sum_us += other.latency_sum_us
         self.histogram.add(other.histogram)
         self.errors.update(other.errors)
+        self.merge_steps(other)
+        self.busy_users = max(self.busy_users, other.busy_users)
+        self.busy_now = other.busy_now
+
+    def merge_steps(self, other: WindowStats) -> None:
+        for name, step in other.steps.items():
+            mine = self.steps.get(name)
+            if mine is None:
+                self.steps[name] = mine = StepStats()
+            mine.merge(step)
+        for key, (passes, fails) in other.checks.items():
+            counts = self.checks.setdefault(key, [0, 0])
+            counts[0] += passes
+            counts[1] += fails
+        self.iterations += other.iterations
+        self.iterations_aborted += other.iterations_aborted
+
+    def steps_to_json(self) -> dict[str, Any] | None:
+        """Per-step counts and histograms, checks and iterations, as stored with a window."""
+        if not self.steps and not self.checks and not self.iterations_aborted:
+            return None
+        return {
+            "steps": {name: s.to_wire() for name, s in self.steps.items()},
+            "checks": [[step, name, p, f] for (step, name), (p, f) in self.checks.items()],
+            "iterations": self.iterations,
+            "iterations_aborted": self.iterations_aborted,
+        }
+
+    def steps_from_json(self, data: dict[str, Any] | None) -> None:
+        if not data:
+            return
+        other = WindowStats(started_at=0.0, seconds=0.0)
+        other.steps = {n: StepStats.from_wire(s) for n, s in (data.get("steps") or {}).items()}
+        other.checks = {(c[0], c[1]): [int(c[2]), int(c[3])] for c in data.get("checks") or ()}
+        other.iterations = int(data.get("iterations") or 0)
+        other.iterations_aborted = int(data.get("iterations_aborted") or 0)
+        self.merge_steps(other)
 
     def to_wire(self) -> dict[str, Any]:
         """A picklable/JSON form for shipping between processes."""
@@ -102,11 +184,14 @@ class WindowStats:
             "latency_sum_us": self.latency_sum_us,
             "histogram": self.histogram.encode().decode() if self.total else "",
             "errors": dict(self.errors),
+            "step_stats": self.steps_to_json(),
+            "busy_users": self.busy_users,
+            "busy_now": self.busy_now,
         }
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> WindowStats:
-        return cls(
+        window = cls(
             started_at=data["started_at"],
             seconds=data["seconds"],
             succeeded=data["succeeded"],
@@ -115,29 +200,42 @@ class WindowStats:
             latency_sum_us=data.get("latency_sum_us", 0),
             histogram=decode_histogram(data["histogram"]),
             errors=Counter(data["errors"]),
+            busy_users=int(data.get("busy_users") or 0),
+            busy_now=int(data.get("busy_now") or 0),
         )
+        window.steps_from_json(data.get("step_stats"))
+        return window
 
 
 class WindowRecorder:
-    """Collects outcomes as they happen; `cut()` hands over the window and starts a new one."""
+    """Collects outcomes as they happen; `cut()` hands over the window and starts a new one.
 
-    # Latencies wait as whole microseconds in a list and enter the histogram at the cut,
-    # grouped by value: appending costs ~0.05 us where hdrh's record_value costs ~1.2 us.
+    Outcomes are recorded per step (a journey's step, or a plain profile's request name):
+    `step` is the index into `step_names`. The window's overall histogram is the sum of the
+    steps', so a request costs one list append either way.
+    """
 
-    def __init__(self) -> None:
+    # Latencies wait as whole microseconds in a list per step and enter the histograms at the
+    # cut, grouped by value: appending costs ~0.05 us where hdrh's record_value costs ~1.2 us.
+
+    def __init__(self, step_names: list[str] | tuple[str, ...] = ("",)) -> None:
+        self.step_names = list(step_names) or [""]
         self._window = WindowStats(started_at=time.time(), seconds=0.0)
         self._started = time.monotonic()
-        self._micros: list[int] = []
-        self._record = self._micros.append
+        self._micros: list[list[int]] = [[] for _ in self.step_names]
+        self._record = [m.append for m in self._micros]
+        self._step_failed = [0] * len(self.step_names)
+        self.busy_max = 0
 
-    def success(self, latency_seconds: float) -> None:
+    def success(self, latency_seconds: float, step: int = 0) -> None:
         self._window.succeeded += 1
-        self._record(round(latency_seconds * 1_000_000))
+        self._record[step](round(latency_seconds * 1_000_000))
 
-    def failure(self, latency_seconds: float, reason: str) -> None:
+    def failure(self, latency_seconds: float, reason: str, step: int = 0) -> None:
         self._window.failed += 1
         self._window.errors[reason] += 1
-        self._record(round(latency_seconds * 1_000_000))
+        self._step_failed[step] += 1
+        self._record[step](round(latency_seconds * 1_000_000))
 
     def dropped(self, count: int = 1, reason: str | None = None) -> None:
         """Arrivals never sent; a reason, when given, is counted in `errors` too."""
@@ -145,23 +243,69 @@ class WindowRecorder:
         if reason is not None:
             self._window.errors[reason] += count
 
-    def cut(self) -> WindowStats:
+    def check(self, step: int, name: str, passed: bool) -> None:
+        key = (self.step_names[step], name)
+        counts = self._window.checks.get(key)
+        if counts is None:
+            self._window.checks[key] = counts = [0, 0]
+        counts[0 if passed else 1] += 1
+
+    def iteration(self, aborted: bool = False) -> None:
+        if aborted:
+            self._window.iterations_aborted += 1
+        else:
+            self._window.iterations += 1
+
+    def cut(self, busy_now: int = 0) -> WindowStats:
         now = time.monotonic()
         window = self._window
         window.seconds = now - self._started
-        record = window.histogram.record_value
-        for micros, count in Counter(self._micros).items():
-            clamped = min(max(micros, LOWEST_US), HIGHEST_US)
-            record(clamped, count)
-            window.latency_sum_us += clamped * count
-        self._micros.clear()
+        for index, micros in enumerate(self._micros):
+            if not micros:
+                continue
+            step = StepStats(requests=len(micros), failed=self._step_failed[index])
+            record = step.histogram.record_value
+            for value, count in Counter(micros).items():
+                clamped = min(max(value, LOWEST_US), HIGHEST_US)
+                record(clamped, count)
+                step.latency_sum_us += clamped * count
+            micros.clear()
+            self._step_failed[index] = 0
+            window.histogram.add(step.histogram)
+            window.latency_sum_us += step.latency_sum_us
+            window.steps[self.step_names[index]] = step
+        window.busy_users = max(self.busy_max, busy_now)
+        window.busy_now = busy_now
+        self.busy_max = busy_now
         self._window = WindowStats(started_at=time.time(), seconds=0.0)
         self._started = now
         return window
 
 
-def summarize(totals: WindowStats, active_seconds: float, target_rpm: float) -> dict[str, Any]:
-    """The `stats` object of the info route, from merged windows and the generation time."""
+def step_summary(name: str, step: StepStats) -> dict[str, Any]:
+    latency = latency_summary(step.histogram, step.latency_sum_us)
+    return {
+        "name": name,
+        "requests": step.requests,
+        "failed": step.failed,
+        "p50": latency["p50"],
+        "p90": latency["p90"],
+        "p99": latency["p99"],
+        "max": latency["max"],
+        "mean": latency["mean"],
+    }
+
+
+def summarize(
+    totals: WindowStats,
+    active_seconds: float,
+    target_rpm: float,
+    step_order: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The `stats` object of the info route, from merged windows and the generation time.
+
+    Steps come in `step_order` (the profiles' order), then any other name seen.
+    """
     total = totals.succeeded + totals.failed
     minutes = active_seconds / 60.0
     return {
@@ -175,4 +319,24 @@ def summarize(totals: WindowStats, active_seconds: float, target_rpm: float) -> 
         "active_seconds": round(active_seconds, 3),
         "latency_ms": latency_summary(totals.histogram, totals.latency_sum_us),
         "errors": dict(totals.errors),
+        "steps": [step_summary(name, totals.steps[name]) for name in _ordered(totals, step_order)],
+        "checks": [
+            {"step": step, "name": name, "passes": passes, "fails": fails}
+            for (step, name), (passes, fails) in totals.checks.items()
+        ],
+        "iterations": totals.iterations,
+        "iterations_aborted": totals.iterations_aborted,
+        "busy_users": totals.busy_now,
     }
+
+
+def _ordered(totals: WindowStats, step_order: list[str] | tuple[str, ...]) -> list[str]:
+    known = [name for name in step_order if name in totals.steps]
+    return known + [name for name in totals.steps if name not in set(step_order)]
+
+
+def check_rate(totals: WindowStats) -> float | None:
+    """Passed checks / all checks (None without checks), like k6's `checks` rate."""
+    passes = sum(p for p, _ in totals.checks.values())
+    fails = sum(f for _, f in totals.checks.values())
+    return passes / (passes + fails) if passes + fails else None

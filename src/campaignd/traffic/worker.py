@@ -19,9 +19,17 @@ import time
 from collections import deque
 
 from campaignd.domain.arrivals import ArrivalSchedule
+from campaignd.domain.journeys import TemplateFailure
 from campaignd.domain.weights import WeightedChoice
 from campaignd.traffic.connections import ConnectionBudget, process_budget
-from campaignd.traffic.http import HttpConnection, HttpTarget, encode_request, open_connection
+from campaignd.traffic.http import (
+    HttpConnection,
+    HttpTarget,
+    JourneyConnection,
+    encode_request,
+    open_connection,
+)
+from campaignd.traffic.journey import CompiledJourney, JourneyState
 from campaignd.traffic.plan import LoadPlan, UserProfile
 from campaignd.traffic.stats import WindowRecorder, WindowStats
 
@@ -51,22 +59,48 @@ _ERRNO_REASONS = {
 
 _now = time.monotonic
 
-Request = tuple[bytes, bool]  # (encoded request, is HEAD)
+Request = tuple[bytes, bool, int]  # (encoded request, is HEAD, index of its stats name)
+TEMPLATE_FAILED = "template failed"
 
 
 class _VirtualUser:
-    __slots__ = ("choice", "conn", "on_done", "scheduled", "single", "think")
+    __slots__ = (
+        "base_think",
+        "choice",
+        "conn",
+        "journey",
+        "on_done",
+        "scheduled",
+        "single",
+        "step",
+        "think",
+    )
 
-    def __init__(self, profile: UserProfile, requests: list[Request], rng: random.Random) -> None:
+    def __init__(
+        self,
+        profile: UserProfile,
+        requests: list[Request],
+        rng: random.Random,
+        journey: JourneyState | None = None,
+    ) -> None:
         self.single: Request | None = requests[0] if len(requests) == 1 else None
-        self.choice = WeightedChoice(requests, [r.weight for r in profile.requests], rng)
-        self.think = profile.think_time_seconds
+        self.choice = (
+            WeightedChoice(requests, [r.weight for r in profile.requests], rng)
+            if requests
+            else None
+        )
+        self.think = self.base_think = profile.think_time_seconds
         self.conn: HttpConnection | None = None
         self.scheduled = 0.0
+        self.step = 0
+        self.journey = journey
         self.on_done: functools.partial[None] | None = None
 
     def pick(self) -> Request:
-        return self.single if self.single is not None else self.choice.pick()
+        if self.single is not None:
+            return self.single
+        assert self.choice is not None
+        return self.choice.pick()
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -116,22 +150,36 @@ class LoadWorker:
         self._target = HttpTarget.parse(plan.target_url, plan.target_addresses)
         self._ssl = ssl.create_default_context() if self._target.tls else None
         rng = random.Random(seed)
+        names = plan.step_names
         encoded: dict[int, list[Request]] = {
-            id(p): [(encode_request(r, self._target), r.method == "HEAD") for r in p.requests]
+            id(p): [
+                (encode_request(r, self._target), r.method == "HEAD", names.index(r.stats_name))
+                for r in p.requests
+            ]
             for p in plan.profiles
         }
-        self._users = [
-            _VirtualUser(p, encoded[id(p)], rng) for p in plan.users_for(worker_index, workers)
-        ]
-        for user in self._users:
-            user.on_done = functools.partial(self._finished, user)
+        # Each journey profile is compiled once per worker, however many users run it.
+        journeys = {
+            id(p): CompiledJourney.build(p, self._target, names)
+            for p in plan.profiles
+            if p.is_journey
+        }
+        self._connection_class = JourneyConnection if journeys else HttpConnection
+        self._users = []
+        for index, profile in plan.indexed_users_for(worker_index, workers):
+            journey = journeys.get(id(profile))
+            state = JourneyState(journey, index, rng) if journey is not None else None
+            user = _VirtualUser(profile, encoded[id(profile)], rng, state)
+            finished = self._finished if state is None else self._finished_step
+            user.on_done = functools.partial(finished, user)
+            self._users.append(user)
         self._free: deque[_VirtualUser] = deque(self._users)
         # Idle connections lent by users that finished while the budget was spent.
         self._spare: list[HttpConnection] = []
         self._inflight: set[_VirtualUser] = set()
         self._connecting: set[asyncio.Task[None]] = set()
         self._rate = plan.rate_per_second
-        self._recorder = WindowRecorder()
+        self._recorder = WindowRecorder(names)
         self._schedule = ArrivalSchedule(rate=0.0, anchor=_now())
         self._paused = False
         self._stopping = False
@@ -186,7 +234,7 @@ class LoadWorker:
             self._stopped.set_result(None)
 
     def cut_window(self) -> WindowStats:
-        return self._recorder.cut()
+        return self._recorder.cut(len(self._inflight))
 
     # lifecycle ------------------------------------------------------------------------
     async def run(self, drain_seconds: float = 0.5, start_at: float | None = None) -> None:
@@ -230,7 +278,7 @@ class LoadWorker:
         now = _now()
         for user in self._inflight:
             reason = CANCELLED_AT_STOP if user.conn is not None else CANCELLED_CONNECTING
-            self._recorder.failure(now - user.scheduled, reason)
+            self._recorder.failure(now - user.scheduled, reason, user.step)
         self._inflight.clear()
         for task in list(self._connecting):
             task.cancel()
@@ -280,6 +328,9 @@ class LoadWorker:
         dropped = schedule.drop_through(now)
         if dropped:
             self._recorder.dropped(dropped, EVERY_USER_BUSY)
+        busy = len(self._inflight)
+        if busy > self._recorder.busy_max:
+            self._recorder.busy_max = busy
         self._arm()
 
     def _kick_free_users(self) -> None:
@@ -305,11 +356,37 @@ class LoadWorker:
             conn = self._borrow(user)
             if conn is None:
                 return self._connect(user, scheduled)
-        payload, head = user.pick()
+        if user.journey is not None:
+            return self._dispatch_step(user, scheduled, conn)
+        payload, head, user.step = user.pick()
         user.scheduled = scheduled
         self._inflight.add(user)
         conn.send(payload, head)
         return True
+
+    def _dispatch_step(self, user: _VirtualUser, scheduled: float, conn: HttpConnection) -> bool:
+        """Send the user's current journey step (a template that fails counts as the step's
+        failure and aborts the iteration)."""
+        journey = user.journey
+        assert journey is not None
+        user.step = journey.stats_index
+        user.scheduled = scheduled
+        try:
+            payload, head = journey.request()
+        except TemplateFailure as exc:
+            self._template_failed(user, exc)
+            return True
+        self._inflight.add(user)
+        journey.prepare(conn)  # type: ignore[arg-type]
+        conn.send(payload, head)
+        return True
+
+    def _template_failed(self, user: _VirtualUser, exc: TemplateFailure) -> None:
+        assert user.journey is not None
+        self._recorder.failure(_now() - user.scheduled, f"{TEMPLATE_FAILED}: {exc}", user.step)
+        self._recorder.iteration(aborted=True)
+        user.journey.restart(aborted=True)
+        self._release(user, failed=True)
 
     def _borrow(self, user: _VirtualUser) -> HttpConnection | None:
         """Hand the user an idle connection another user lent, if one is still open."""
@@ -327,8 +404,17 @@ class LoadWorker:
     def _connect(self, user: _VirtualUser, scheduled: float) -> bool:
         if not self._budget.try_acquire():
             return False
-        payload, head = user.pick()
         user.scheduled = scheduled
+        if user.journey is not None:
+            user.step = user.journey.stats_index
+            try:
+                payload, head = user.journey.request()
+            except TemplateFailure as exc:
+                self._budget.release()
+                self._template_failed(user, exc)
+                return True
+        else:
+            payload, head, user.step = user.pick()
         self._inflight.add(user)
         assert self._loop is not None
         task = self._loop.create_task(self._connect_and_send(user, payload, head))
@@ -340,7 +426,13 @@ class LoadWorker:
         assert user.on_done is not None
         try:
             async with asyncio.timeout(self.plan.request_timeout_seconds):
-                conn = await open_connection(self._target, user.on_done, self._ssl, self._budget)
+                conn = await open_connection(
+                    self._target,
+                    user.on_done,
+                    self._ssl,
+                    self._budget,
+                    self._connection_class,
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -348,7 +440,8 @@ class LoadWorker:
                 self._inflight.discard(user)
                 timed_out = isinstance(exc, TimeoutError)
                 reason = self._timeout_reason if timed_out else failure_reason(exc)
-                self._recorder.failure(_now() - user.scheduled, reason)
+                self._recorder.failure(_now() - user.scheduled, reason, user.step)
+                self._step_outcome(user, 0, None)
                 self._release(user, failed=True)
                 self._check_drained()
             return
@@ -356,6 +449,8 @@ class LoadWorker:
             conn.close()
             return
         user.conn = conn
+        if user.journey is not None:
+            user.journey.prepare(conn)  # type: ignore[arg-type]
         conn.send(payload, head)
 
     def _finished(self, user: _VirtualUser, conn: HttpConnection, status: int, _: bool) -> None:
@@ -365,11 +460,12 @@ class LoadWorker:
         latency = _now() - user.scheduled
         if status == 0:
             user.conn = None
-            self._recorder.failure(latency, "connection lost")
+            self._recorder.failure(latency, "connection lost", user.step)
         elif status < 400:
-            self._recorder.success(latency)
+            self._recorder.success(latency, user.step)
         else:
-            self._recorder.failure(latency, f"HTTP {status}")
+            self._recorder.failure(latency, f"HTTP {status}", user.step)
+        # The same as _settle, inline: this is the hot path of plain profiles.
         if conn.closed:
             user.conn = None
         elif self._budget.open >= self._budget.limit:
@@ -379,6 +475,49 @@ class LoadWorker:
         self._release(user, failed=status == 0 or status >= 500)
         if self._drained is not None and not self._inflight and not self._drained.done():
             self._drained.set_result(None)
+
+    def _finished_step(
+        self, user: _VirtualUser, conn: HttpConnection, status: int, _: bool
+    ) -> None:
+        """A journey step answered: count it, run its checks and extractions, move on."""
+        if conn is not user.conn or user not in self._inflight:
+            return
+        self._inflight.discard(user)
+        latency = _now() - user.scheduled
+        if status == 0:
+            user.conn = None
+            self._recorder.failure(latency, "connection lost", user.step)
+        elif status < 400:
+            self._recorder.success(latency, user.step)
+        else:
+            self._recorder.failure(latency, f"HTTP {status}", user.step)
+        self._step_outcome(user, status, conn if status else None)  # type: ignore[arg-type]
+        self._settle(user, conn, status)
+
+    def _step_outcome(
+        self, user: _VirtualUser, status: int, conn: JourneyConnection | None
+    ) -> None:
+        """Checks and extractions of the user's current step; the think time that follows."""
+        journey = user.journey
+        if journey is None:
+            return
+        step = journey.current
+        checks, ended = journey.answered(status, conn)
+        recorder = self._recorder
+        for name, passed in checks:
+            recorder.check(user.step, name, passed)
+        if ended is not None:
+            recorder.iteration(aborted=ended)
+        user.think = journey.think_seconds(step, user.base_think)
+
+    def _settle(self, user: _VirtualUser, conn: HttpConnection, status: int) -> None:
+        if conn.closed:
+            user.conn = None
+        elif self._budget.open >= self._budget.limit:
+            user.conn = None
+            self._spare.append(conn)
+        self._release(user, failed=status == 0 or status >= 500)
+        self._check_drained()
 
     def _check_drained(self) -> None:
         if self._drained is not None and not self._inflight and not self._drained.done():
@@ -416,7 +555,8 @@ class LoadWorker:
         expired = [u for u in self._inflight if u.conn is not None and now - u.scheduled > limit]
         for user in expired:
             self._inflight.discard(user)
-            self._recorder.failure(now - user.scheduled, self._timeout_reason)
+            self._recorder.failure(now - user.scheduled, self._timeout_reason, user.step)
+            self._step_outcome(user, 0, None)
             conn, user.conn = user.conn, None
             if conn is not None:
                 conn.close()

@@ -134,4 +134,5 @@ def test_traffic_report(client: httpx.Client, target: CountingTarget) -> None:
         "p90_ms",
         "p99_ms",
         "max_ms",
+        "busy_users",
     }

@@ -20,8 +20,6 @@ def _plan(url: str, rate: float, users: int = 20) -> LoadPlan:
     return LoadPlan(url, (profile,), total_users=users, rate_per_second=rate)
 
 
-
-
 async def test_two_processes_deliver_the_exact_count_and_are_released(
     target: CountingTarget,
 ) -> None:

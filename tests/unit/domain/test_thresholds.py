@@ -36,3 +36,25 @@ def test_evaluate_reports_observed_values_and_verdicts() -> None:
         {"p99_ms": 250.0, "dropped": 0},
     )
     assert [(v.observed, v.passed) for v in verdicts] == [(250.0, False), (0.0, True)]
+
+
+def test_checks_and_step_thresholds() -> None:
+    from campaignd.domain.thresholds import evaluate, parse_threshold
+
+    checks = parse_threshold("checks > 0.99")
+    step = parse_threshold("step.log in.p99_ms < 100")
+    dotted = parse_threshold("step.GET /a.b.requests >= 1")
+    assert (step.step, step.metric) == ("log in", "step.log in.p99_ms")
+    assert dotted.step == "GET /a.b" and checks.step is None
+    verdicts = evaluate([checks, step, dotted], {"checks": 0.995, "step.log in.p99_ms": 120.0})
+    assert [v.passed for v in verdicts] == [True, False, False]  # an unmeasured step fails
+
+
+def test_an_unknown_step_metric_is_refused() -> None:
+    import pytest
+
+    from campaignd.domain.errors import RuleViolation
+    from campaignd.domain.thresholds import parse_threshold
+
+    with pytest.raises(RuleViolation, match="unknown step metric"):
+        parse_threshold("step.login.p98_ms < 1")

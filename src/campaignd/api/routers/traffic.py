@@ -21,6 +21,8 @@ from campaignd.api.schemas.traffic import (
     TrafficCampaignPatch,
     TrafficInfo,
 )
+from campaignd.domain.errors import InvalidInput
+from campaignd.domain.journeys import check_profile
 from campaignd.domain.statuses import CampaignStatus, parse_status
 from campaignd.services import Services
 from campaignd.store.traffic_repo import SeriesPoint
@@ -35,9 +37,17 @@ def _profile_row(body: ProfileCreate | ProfilePatch) -> dict[str, Any]:
         for k, v in body.model_dump(exclude_unset=True).items()
         if v is not None or k == "headers"
     }
+    # A profile is either plain or a journey: giving one clears the other.
     if body.requests is not None:
         # Each request whole, defaults included: a stored request names its method and weight.
         data["requests"] = [r.model_dump(exclude_none=True) for r in body.requests]
+        data["steps"] = data["data"] = None
+    elif body.steps is not None:
+        # Each step whole too; a null inside a check (`"equals": null`) is kept as given.
+        data["steps"] = [
+            {k: v for k, v in step.model_dump().items() if v is not None} for step in body.steps
+        ]
+        data["requests"] = []
     if "headers" in data and data["headers"] is None:
         data["headers"] = {}
     return data
@@ -45,7 +55,9 @@ def _profile_row(body: ProfileCreate | ProfilePatch) -> dict[str, Any]:
 
 @router.post("/profiles", status_code=201, response_model=Profile, summary="Create a profile")
 async def create_profile(body: ProfileCreate, svc: Services = Depends(services)) -> dict[str, Any]:
-    return await svc.traffic.create_profile(_profile_row(body))
+    row = _profile_row(body)
+    check_profile(row)  # a template, JSON path or regex error is a 422 naming step and field
+    return await svc.traffic.create_profile(row)
 
 
 ARCHIVED = Query(default=False, description="List only the archived ones.")
@@ -70,6 +82,10 @@ async def patch_profile(
     data = _profile_row(body)
     if not data:
         return await svc.traffic.get_profile(profile_id)
+    current = await svc.traffic.get_profile(profile_id)
+    if "data" in data and not (data.get("steps") or current.get("steps")):
+        raise InvalidInput("data rows are for steps; this profile has requests.", field="data")
+    check_profile({**current, **data})
     return await svc.traffic.update_profile(profile_id, data)
 
 
@@ -250,7 +266,10 @@ REPORT_COLUMNS = [
     "p90_ms",
     "p99_ms",
     "max_ms",
+    "busy_users",
 ]
+STEP_COLUMNS = ["name", "requests", "failed", "p50", "p90", "p99", "max", "mean"]
+CHECK_COLUMNS = ["step", "name", "passes", "fails"]
 
 
 def _point_json(point: SeriesPoint) -> dict[str, Any]:
@@ -266,6 +285,7 @@ def _point_json(point: SeriesPoint) -> dict[str, Any]:
         "p90_ms": point.p90_ms,
         "p99_ms": point.p99_ms,
         "max_ms": point.max_ms,
+        "busy_users": point.busy_users,
     }
 
 
@@ -285,6 +305,11 @@ async def _report_bucket(svc: Services, campaign_id: int) -> int | None:
 async def report(
     campaign_id: IdPath,
     format: Literal["json", "csv"] = Query(default="json"),
+    table: Literal["windows", "steps", "checks"] = Query(
+        default="windows",
+        description="With format=csv: the windows over time, the table per step (or request "
+        "name), or the checks' passes and fails.",
+    ),
     bucket_seconds: int | None = Query(
         default=None,
         ge=1,
@@ -298,15 +323,18 @@ async def report(
     if bucket_seconds is None:
         bucket_seconds = await _report_bucket(svc, campaign_id)
     points = await svc.traffic.stats_series(campaign_id, 1_000_000, bucket_seconds)
+    stats = await svc.traffic_app.stats(campaign)
     body = {
         "campaign": _campaign_view(svc, campaign),
-        "stats": await svc.traffic_app.stats(campaign),
+        "stats": stats,
         "bucket_seconds": bucket_seconds,
         "windows": [_point_json(p) for p in points],
+        "steps": stats.get("steps", []),
+        "checks": stats.get("checks", []),
     }
-    return reports.respond(
-        body, "windows", REPORT_COLUMNS, format, f"traffic-campaign-{campaign_id}"
-    )
+    columns = {"windows": REPORT_COLUMNS, "steps": STEP_COLUMNS, "checks": CHECK_COLUMNS}[table]
+    suffix = "" if table == "windows" else f"-{table}"
+    return reports.respond(body, table, columns, format, f"traffic-campaign-{campaign_id}{suffix}")
 
 
 @router.get("/campaigns/{campaign_id}/series", summary="Per-second stats windows")

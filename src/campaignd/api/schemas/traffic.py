@@ -37,6 +37,12 @@ def target_url_path(value: str | None) -> str | None:
 
 class ProfileRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="What its stats are listed under (info.stats.steps); default 'METHOD path'.",
+    )
     method: Method = "GET"
     path: str = Field(min_length=1, max_length=2000, examples=["/api/items"])
     weight: float = Field(default=1.0, gt=0, le=1_000_000)
@@ -56,28 +62,115 @@ class ProfileRequest(RequestBody):
     _headers = field_validator("headers")(staticmethod(_sendable_headers))
 
 
-class ProfileCreate(RequestBody):
-    name: NameText
-    requests: list[ProfileRequest] = Field(min_length=1, max_length=100)
-    headers: HeaderMap | None = None
-    think_time_ms: int = Field(default=0, ge=0, le=3_600_000)
+MAX_THINK_MS = 3_600_000
+MAX_DATA_ROWS = 100_000
+ThinkTime = int | tuple[int, int]
+
+
+def _think_range(value: ThinkTime | None) -> ThinkTime | None:
+    if value is None:
+        return None
+    low, high = (value, value) if isinstance(value, int) else value
+    if not 0 <= low <= high <= MAX_THINK_MS:
+        raise ValueError(f"give milliseconds, or [min, max] with 0 <= min <= max <= {MAX_THINK_MS}")
+    return value
+
+
+class JourneyStep(RequestBody):
+    """One step of a journey. `path`, header values and body strings may hold templates."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200, examples=["log in"])
+    method: Method = "GET"
+    path: str = Field(min_length=1, max_length=2000, examples=["/items/{{ item_id }}"])
+    headers: HeaderMap | None = Field(
+        default=None, examples=[{"Authorization": "Bearer {{ token }}"}]
+    )
+    body: Any = Field(default=None, examples=[{"email": "{{ data.email }}"}])
+    extract: dict[str, dict[str, str]] | None = Field(
+        default=None,
+        max_length=50,
+        description='Variables from the response: {"var": {"json": "$.a.b"}}, '
+        '{"var": {"regex": "id=(\\d+)"}} (first group) or {"var": {"header": "Location"}}. '
+        "A failed extraction ends the user's iteration (iterations_aborted).",
+        examples=[{"token": {"json": "$.token"}}],
+    )
+    checks: list[dict[str, Any]] | None = Field(
+        default=None,
+        max_length=50,
+        description='Counted per check, like k6: {"status": 200}, {"json": "$.ok", '
+        '"equals": true}, {"body_contains": "x"}; each may have a "name".',
+        examples=[[{"status": 200}, {"json": "$.ok", "equals": True}]],
+    )
+    think_time_ms: ThinkTime | None = Field(
+        default=None, description="Pause after this step: milliseconds or [min, max]."
+    )
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     _headers = field_validator("headers")(staticmethod(_sendable_headers))
+    _think = field_validator("think_time_ms")(staticmethod(_think_range))
+
+
+STEPS = Field(
+    default=None,
+    min_length=1,
+    max_length=100,
+    description="A journey instead of requests: each user runs the steps in order, then "
+    "starts over (one pass = one iteration).",
+)
+DATA = Field(
+    default=None,
+    max_length=MAX_DATA_ROWS,
+    description="Rows for {{ data.<column> }}: user i takes row i mod len(data).",
+)
+
+
+class ProfileCreate(RequestBody):
+    name: NameText
+    requests: list[ProfileRequest] | None = Field(default=None, min_length=1, max_length=100)
+    steps: list[JourneyStep] | None = STEPS
+    data: list[dict[str, Any]] | None = DATA
+    headers: HeaderMap | None = None
+    think_time_ms: int = Field(default=0, ge=0, le=MAX_THINK_MS)
+
+    _headers = field_validator("headers")(staticmethod(_sendable_headers))
+
+    @model_validator(mode="after")
+    def _requests_or_steps(self) -> ProfileCreate:
+        if (self.requests is None) == (self.steps is None):
+            raise ValueError("give either requests or steps")
+        if self.data is not None and self.steps is None:
+            raise ValueError("data rows are for steps")
+        return self
 
 
 class ProfilePatch(RequestBody):
     name: NameText | None = None
     requests: list[ProfileRequest] | None = Field(default=None, min_length=1, max_length=100)
+    steps: list[JourneyStep] | None = STEPS
+    data: list[dict[str, Any]] | None = DATA
     headers: HeaderMap | None = None
-    think_time_ms: int | None = Field(default=None, ge=0, le=3_600_000)
+    think_time_ms: int | None = Field(default=None, ge=0, le=MAX_THINK_MS)
 
     _headers = field_validator("headers")(staticmethod(_sendable_headers))
+
+    @model_validator(mode="after")
+    def _requests_or_steps(self) -> ProfilePatch:
+        if self.requests is not None and self.steps is not None:
+            raise ValueError("give either requests or steps")
+        return self
 
 
 class Profile(BaseModel):
     id: int
     name: str
     requests: list[dict[str, Any]]
+    steps: list[dict[str, Any]] | None = None
+    data: list[dict[str, Any]] | None = None
     headers: HeaderMap
     think_time_ms: int
     archived_at: str | None = None
@@ -234,6 +327,24 @@ class LatencyMs(BaseModel):
     mean: float
 
 
+class StepStats(BaseModel):
+    name: str = Field(description="The step's name, or a plain request's name ('METHOD path').")
+    requests: int
+    failed: int
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    mean: float
+
+
+class CheckStats(BaseModel):
+    step: str
+    name: str
+    passes: int
+    fails: int
+
+
 class TrafficStats(BaseModel):
     requests_total: int
     requests_succeeded: int
@@ -245,6 +356,11 @@ class TrafficStats(BaseModel):
     active_seconds: float
     latency_ms: LatencyMs
     errors: dict[str, int]
+    steps: list[StepStats] = Field(default_factory=list)
+    checks: list[CheckStats] = Field(default_factory=list)
+    iterations: int = 0
+    iterations_aborted: int = 0
+    busy_users: int = Field(default=0, description="Users with a request in flight now.")
 
 
 class ShardHolder(BaseModel):

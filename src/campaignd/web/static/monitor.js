@@ -8,6 +8,7 @@ import {
   badge, confirmAction, duration, esc, markWideTables, number, render, setTitle, showError,
   showFieldErrors, whilePending,
 } from "./dom.js";
+import { checkTables } from "./steps.js";
 import { accountWords, profileWords } from "./words.js";
 import { recipientsPanel } from "./recipients.js";
 import { sendTest, testSendFields } from "./testsend.js";
@@ -102,7 +103,7 @@ const TRAFFIC = {
     ];
   },
   tables(c) {
-    return `<h2>Requests by name</h2>${requestsTable(c.stats)}
+    return `<h2>Requests by name</h2>${requestsTable(c.stats)}${checkTables(c.stats)}
       <h2>Failures by reason</h2>${failuresTable(c.stats.errors, c.stats.requests_failed)}`;
   },
   editFields: (c) => `

@@ -5,6 +5,7 @@ import { api, download, saveBlob } from "./api.js";
 import { messageChart, trafficCharts } from "./chart.js";
 import { badge, esc, render, setTitle, showError, whilePending } from "./dom.js";
 import { failuresTable, requestsTable } from "./monitor.js";
+import { checkTables } from "./steps.js";
 
 const SHOWN_ROWS = 120;
 const BUCKETS = [1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400];
@@ -95,7 +96,7 @@ function trafficReport(r) {
         <div id="chart-a" class="chart-box"></div><div id="chart-b" class="chart-box"></div>
         <div id="chart-c" class="chart-box"></div>
       </section>
-      <h2>Requests by name</h2>${requestsTable(s)}
+      <h2>Requests by name</h2>${requestsTable(s)}${checkTables(s)}
       <h2>Failures by reason</h2>${failuresTable(s.errors, s.requests_failed)}
       ${table(r.bucket_seconds ? `Over time (per ${r.bucket_seconds} s; latency: the highest window's)` : "Over time (per second)",
         ["At", "Requests", "Failed", "Dropped", "rpm", "Target rpm", "p50 ms", "p99 ms", "Max ms"],

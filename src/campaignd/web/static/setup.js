@@ -6,6 +6,7 @@ import {
   confirmAction, esc, formData, number, render, setTitle, showError, showFieldErrors, whilePending,
 } from "./dom.js";
 import { rowList } from "./rows.js";
+import { bindJourneyEditor, journeyEditorHtml } from "./steps.js";
 import { CHANNEL_NAMES, accountWords, profileWords } from "./words.js";
 
 const CHANNEL_FIELDS = {
@@ -107,6 +108,7 @@ export async function setupView({ archived = false } = {}) {
         <p id="profile-error" class="error" role="alert" hidden></p>
       </form>
     </section>
+    ${journeyEditorHtml()}
     <section class="card">
       <h2>Accounts</h2>
       <ul class="items" id="account-list">${accounts.map((a) => `<li><span><strong>${esc(a.name)}</strong> – ${esc(CHANNEL_NAMES[a.channel] || a.channel)}: ${esc(accountWords(a))}${a.domain_limits
@@ -143,6 +145,7 @@ export async function setupView({ archived = false } = {}) {
     </section>
     </div>`);
 
+  bindJourneyEditor(() => setupView({ archived }));
   document.getElementById("show-archived").addEventListener("change", (event) => {
     setupView({ archived: event.target.checked });
   });

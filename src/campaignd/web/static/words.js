@@ -1,4 +1,6 @@
 // Things the API returns as settings, said the way an operator would say them.
+import { journeyWords } from "./steps.js";
+
 const SECURITY_WORDS = (c) => (c.use_tls ? (c.validate_certs === false ? "TLS, certificate not checked" : "TLS")
   : c.starttls ? "STARTTLS" : "no encryption");
 
@@ -28,6 +30,7 @@ export function requestWords(r) {
 }
 
 export function profileWords(p) {
+  if (p.steps?.length) return journeyWords(p);
   const parts = (p.requests || p.steps || []).map(requestWords);
   return `${parts.join(", ")}${p.think_time_ms ? `; waits ${p.think_time_ms} ms between requests` : ""}`;
 }
