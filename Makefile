@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install run test lint bench-messages bench-traffic bench-control-plane bench-hardening clean
+.PHONY: install run test lint bench-messages bench-traffic bench-control-plane bench-hardening bench-cluster clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -47,6 +47,10 @@ bench-messages: $(VENV)/.installed-test
 
 bench-control-plane: $(VENV)/.installed-test
 	$(PY) bench/control_plane.py
+
+# Needs PostgreSQL on 127.0.0.1:5432 (CAMPAIGND_TEST_POSTGRES_URL to point elsewhere).
+bench-cluster: $(VENV)/.installed-test
+	$(PY) bench/cluster.py $(BENCH_ARGS)
 
 bench-hardening: $(VENV)/.installed-test
 	$(PY) bench/hardening.py $(BENCH_ARGS)

@@ -6,6 +6,7 @@ import functools
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,11 +82,11 @@ def service_factory(tmp_path: Path) -> Iterator[type]:
     """Start real `campaignd serve` processes; all are stopped at the end of the test."""
     started: list[ServiceProcess] = []
 
-    def start(database_url: str, **env: str) -> ServiceProcess:
+    def start(database_url: str, **kwargs: Any) -> ServiceProcess:
         log = tmp_path / f"service-{len(started)}.log"
-        proc = ServiceProcess(database_url, log, **env).start()
+        proc = ServiceProcess(database_url, log, **kwargs)
         started.append(proc)
-        return proc
+        return proc.start()
 
     yield start  # type: ignore[misc]
     for proc in started:

@@ -50,15 +50,30 @@ def serve(
         None, help="sqlite:///file.db or postgresql://... (env CAMPAIGND_DATABASE_URL)."
     ),
     api_token: str = typer.Option(None, help="Bearer token for the API (env CAMPAIGND_API_TOKEN)."),
+    no_engine: bool = typer.Option(
+        False,
+        "--no-engine",
+        help="Serve the API and UI only; campaigns run on `campaignd worker` nodes.",
+    ),
+    name: str = typer.Option(None, help="This node's name in the cluster (default host-role-pid)."),
 ) -> None:
-    """Serve the API and the web UI."""
+    """Serve the API and the web UI (and run campaigns, unless --no-engine)."""
     import uvicorn
 
     from campaignd.api.app import create_app
     from campaignd.api.edge import GuardedHttpProtocol
 
-    settings = _settings(database_url=database_url, api_token=api_token, host=host, port=port)
+    settings = _settings(
+        database_url=database_url,
+        api_token=api_token,
+        host=host,
+        port=port,
+        node_name=name,
+        engine=False if no_engine else None,
+    )
     logs.configure(settings.log_level)
+    if settings.engine:
+        _refuse_a_second_sqlite_engine(settings)
     if not _is_loopback(host) and not settings.api_token:
         typer.echo(
             f"Refusing to bind {host} without an API token: set CAMPAIGND_API_TOKEN or "
@@ -84,6 +99,62 @@ def serve(
     server.run()
     if not server.started:
         raise typer.Exit(1)
+
+
+def _refuse_a_second_sqlite_engine(settings: Settings) -> None:
+    from campaignd.engine.engine_lock import EngineAlreadyRunning, EngineLock
+    from campaignd.settings import async_database_url
+
+    if not async_database_url(settings.database_url).startswith("sqlite"):
+        return
+    lock = EngineLock(settings.database_url)
+    try:
+        lock.acquire()
+    except EngineAlreadyRunning as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    lock.release()
+
+
+@app.command()
+def worker(
+    database_url: str = typer.Option(
+        None, help="postgresql://... shared with the other nodes (env CAMPAIGND_DATABASE_URL)."
+    ),
+    name: str = typer.Option(None, help="This node's name in the cluster (default host-role-pid)."),
+) -> None:
+    """Run campaigns for the cluster (no API): one more node on a shared PostgreSQL."""
+    from campaignd.settings import async_database_url
+
+    settings = _settings(database_url=database_url, node_name=name, engine=True)
+    logs.configure(settings.log_level)
+    if not async_database_url(settings.database_url).startswith("postgresql"):
+        typer.echo(
+            "error: `campaignd worker` needs PostgreSQL (CAMPAIGND_DATABASE_URL=postgresql://"
+            f"...); {settings.database_url} is SQLite, which allows one engine: run "
+            "`campaignd serve` alone instead.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    _event_loop_runner()(_run_worker(settings))
+
+
+async def _run_worker(settings: Settings) -> None:
+    from campaignd.logs import log_event
+    from campaignd.services import Services
+
+    svc = Services.build(settings, role="worker")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await svc.start()
+    log_event("worker.started", node=svc.node.name if svc.node else None)
+    try:
+        await stop.wait()
+    finally:
+        await svc.stop()
+        log_event("worker.stopped")
 
 
 @app.command()

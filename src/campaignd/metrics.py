@@ -17,24 +17,28 @@ class CampaignCollector(Collector):
         self.svc = svc
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        runners = dict(self.svc.traffic_supervisor.runners)
+        host = self.svc.traffic_supervisor
+        runners = dict(host.runners) if host is not None else {}
         yield GaugeMetricFamily(
             "campaignd_traffic_runners_active", "Traffic campaigns generating now.", len(runners)
         )
         requests = CounterMetricFamily(
             "campaignd_traffic_requests",
             "Requests made by a generating campaign.",
-            labels=["campaign_id", "outcome"],
+            labels=["campaign_id", "shard", "outcome"],
         )
         rate = GaugeMetricFamily(
-            "campaignd_traffic_target_rpm", "Target requests per minute.", labels=["campaign_id"]
+            "campaignd_traffic_target_rpm",
+            "Target requests per minute (the campaign's, whatever the shard).",
+            labels=["campaign_id", "shard"],
         )
-        for campaign_id, runner in runners.items():
+        for (campaign_id, shard), runner in runners.items():
             totals = runner.totals
-            requests.add_metric([str(campaign_id), "succeeded"], totals.succeeded)
-            requests.add_metric([str(campaign_id), "failed"], totals.failed)
-            requests.add_metric([str(campaign_id), "dropped"], totals.dropped)
-            rate.add_metric([str(campaign_id)], runner.requests_per_minute)
+            labels = [str(campaign_id), str(shard)]
+            requests.add_metric([*labels, "succeeded"], totals.succeeded)
+            requests.add_metric([*labels, "failed"], totals.failed)
+            requests.add_metric([*labels, "dropped"], totals.dropped)
+            rate.add_metric(labels, runner.requests_per_minute)
         yield requests
         yield rate
         yield from self.extra()

@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     # Message sending: concurrent sends per campaign and recipients claimed per batch.
     send_concurrency: int = Field(default=64, ge=1, le=1024)
     claim_batch: int = Field(default=500, ge=1, le=5000)
+    # The cluster (docs/deploy.md). A node's shard leases expire this long after their last
+    # renewal (a killed node's shards are taken over then); the node loop runs this often.
+    lease_seconds: float = Field(default=15.0, ge=2.0, le=600.0)
+    node_tick_seconds: float = Field(default=1.0, gt=0, le=10.0)
+    # This process's name in `nodes` (default: host-role-pid). Must be unique in a cluster.
+    node_name: str | None = None
+    # False: serve the API only (`serve --no-engine`); campaigns run on other nodes.
+    engine: bool = True
     # A message campaign pauses itself after this many failed deliveries in a row (a dead
     # webhook must not burn through the audience); 0 turns it off. A campaign may set its own.
     max_consecutive_failures: int = Field(default=50, ge=0)

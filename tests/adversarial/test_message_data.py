@@ -308,7 +308,7 @@ async def test_a_stored_segment_that_cannot_work_never_breaks_a_list(
             .where(message_campaigns.c.id == bad["id"])
             .values(segment=broken)
         )
-    services.message_supervisor.forget_reachable()
+    services.message_app.forget_reachable()
 
     listed = await _ok(api.get("/api/campaigns"))
     assert [c["name"] for c in listed] == ["good", "bad"]

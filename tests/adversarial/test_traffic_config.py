@@ -189,7 +189,9 @@ async def test_a_name_rebound_after_the_check_still_reaches_the_checked_address(
         }
     )
     await svc.traffic.transition(row["id"], CampaignStatus.RUNNING)
-    runner = await svc.traffic_supervisor.generate(row["id"])
+    await svc.traffic_app.generate(row["id"])
+    runner = svc.traffic_supervisor.runner(row["id"])
+    assert runner is not None
     # Re-pointed at a loopback address nobody listens on, once the check has passed.
     answer["address"] = "127.0.0.3"
     try:
@@ -199,7 +201,7 @@ async def test_a_name_rebound_after_the_check_still_reaches_the_checked_address(
         assert target.counts["/r"] >= 20
         assert runner.totals.failed == 0
     finally:
-        await svc.traffic_supervisor.change_status(row["id"], CampaignStatus.STOPPED)
+        await svc.traffic_app.change_status(row["id"], CampaignStatus.STOPPED)
     _, _, headers = target.bodies[-1]
     assert headers["Host"] == f"rebind.test:{target.port}"
 

@@ -44,7 +44,7 @@ async def test_the_log_names_claims_in_doubt_and_retry_claims_only_failed_rows(
     services: Services,
 ) -> None:
     campaign, _, ids = await _campaign(services, 4)
-    repo, ops = services.messaging, services.message_supervisor.operations
+    repo, ops = services.messaging, services.message_app.operations
     assert await repo.claim(campaign, [(i, None) for i in ids]) == set(ids)
     await repo.record(
         campaign,
@@ -73,7 +73,7 @@ async def test_the_log_names_claims_in_doubt_and_retry_claims_only_failed_rows(
 
 async def test_in_doubt_failures_are_never_retried(services: Services) -> None:
     campaign, _, ids = await _campaign(services, 2)
-    repo, ops = services.messaging, services.message_supervisor.operations
+    repo, ops = services.messaging, services.message_app.operations
     await repo.claim(campaign, [(i, None) for i in ids])
     await repo.record(campaign, [DeliveryOutcome(ids[0], False, 1, "SMTP 451")])
     await repo.settle_in_doubt(campaign, "in doubt after a crash")
@@ -109,7 +109,7 @@ async def test_the_csv_export_streams_in_flat_memory(
     """
     monkeypatch.setattr(operations_repo, "EXPORT_PAGE", 1000)
     campaign, audience, _ = await _campaign(services, 0)
-    ops = services.message_supervisor.operations
+    ops = services.message_app.operations
     next_id = 1
 
     async def grow(to: int) -> None:

@@ -18,9 +18,23 @@ CAMPAIGND = str(Path(sys.executable).with_name("campaignd"))
 
 
 class ServiceProcess:
-    def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
+    """`campaignd serve` (optionally `--no-engine`) or `campaignd worker` (`command="worker"`)."""
+
+    def __init__(
+        self,
+        database_url: str,
+        log_path: Path,
+        *,
+        command: str = "serve",
+        args: tuple[str, ...] = (),
+        name: str | None = None,
+        **env: str,
+    ) -> None:
         self.database_url = database_url
         self.log_path = log_path
+        self.command = command
+        self.args = args
+        self.name = name
         self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -30,16 +44,21 @@ class ServiceProcess:
     def start(self, timeout: float = 20.0) -> ServiceProcess:
         env = {**os.environ, "CAMPAIGND_DATABASE_URL": self.database_url, **self.env}
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        self.process = subprocess.Popen(
-            [CAMPAIGND, "serve", "--port", str(self.port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        argv = [CAMPAIGND, self.command, *self.args]
+        if self.command == "serve":
+            argv += ["--port", str(self.port)]
+        if self.name:
+            argv += ["--name", self.name]
+        self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"campaignd exited early:\n{self.log_path.read_text()[-3000:]}")
+            if self.command == "worker":
+                if '"node.started"' in self.log:
+                    return self
+                time.sleep(0.1)
+                continue
             try:
                 if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
                     return self
@@ -59,6 +78,16 @@ class ServiceProcess:
         self.process.send_signal(sig)
         return self.process.wait(timeout=30)
 
+    def send(self, sig: signal.Signals) -> None:
+        """Send a signal without waiting (SIGSTOP, SIGCONT)."""
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
@@ -66,6 +95,7 @@ class ServiceProcess:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a test may have left it stopped
             self.process.terminate()
             try:
                 self.process.wait(timeout=15)

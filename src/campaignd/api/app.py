@@ -12,6 +12,7 @@ from campaignd import __version__
 from campaignd.api import errors
 from campaignd.api.middleware import BodyLimit, TokenAuth
 from campaignd.api.routers import (
+    cluster,
     deliveries,
     links,
     messaging,
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(messaging.router)
     app.include_router(deliveries.router)
     app.include_router(seed.router)
+    app.include_router(cluster.router)
     app.include_router(ui.router)
     app.include_router(unsubscribe.router)
     app.include_router(links.router)

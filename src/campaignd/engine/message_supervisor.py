@@ -1,74 +1,41 @@
-"""Runs, stops and recovers message-campaign runners; owns their status changes and edits."""
+"""This node's message runners: one per held shard, started, followed and stopped by the node.
+
+Pacers outlive runners so a resume never bursts. On PostgreSQL they are shared send slots
+(messaging/shared_pacer.py), so a campaign's and an account's rates hold for the cluster.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import uuid
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
-from campaignd.domain import lifecycle, links, segments, templates
-from campaignd.domain.errors import (
-    CampaignError,
-    Conflict,
-    IllegalTransition,
-    NotFound,
-    RuleViolation,
-)
+from campaignd.domain.errors import CampaignError
+from campaignd.domain.leases import HeldLease
 from campaignd.domain.pacing import Pacer
-from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus, allowed_targets
+from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.engine.guard import TargetGuard
 from campaignd.logs import log_event
+from campaignd.messaging.account_channel import account_channel
 from campaignd.messaging.bounces import BounceRecorder
-from campaignd.messaging.channels import build_channel
-from campaignd.messaging.channels.base import Channel, OutgoingMessage
 from campaignd.messaging.domain_throttle import DomainThrottle
 from campaignd.messaging.ledger_writer import LedgerWriter
 from campaignd.messaging.link_tracking import LinkTracker
-from campaignd.messaging.sender import IN_DOUBT_REASON, SHUTDOWN, MessageRunner
-from campaignd.messaging.template_checker import TemplateChecker
+from campaignd.messaging.sender import SHUTDOWN, AnyPacer, MessageRunner
+from campaignd.messaging.shared_pacer import SharedPacer
 from campaignd.settings import Settings
-from campaignd.store.messaging_repo import FAILED, SENDING, SENT, MessagingRepository
+from campaignd.store.cluster_repo import LeaseLost
+from campaignd.store.messaging_repo import MessagingRepository
 from campaignd.store.operations_repo import OperationsRepository
-from campaignd.store.outage import is_unavailable
 from campaignd.store.secrets import SecretBox
 
 S = CampaignStatus
-REACHABLE_CACHE_SECONDS = 30.0
-SCHEDULER_SECONDS = 1.0
-# Operator actions on a message campaign and the status each one asks for.
-ACTIONS: dict[str, S] = {
-    "start": S.RUNNING,
-    "resume": S.RUNNING,
-    "stop": S.STOPPED,
-    "pause": S.PAUSED,
-}
-
-
-def campaign_warnings(view: dict[str, Any], audience_size: int) -> list[str]:
-    """What an operator should know before starting or resuming, in plain sentences."""
-    warnings = []
-    if audience_size == 0:
-        warnings.append(
-            "The audience has no contacts: starting sends nothing. Import contacts first."
-        )
-    elif view["total_recipients"] == 0 and view["sent_count"] == 0 and view["limit"] > 0:
-        warnings.append(
-            "Nobody in the audience can get this message: every contact is suppressed, "
-            "outside the segment, or already handled."
-        )
-    if view["limit"] < view["sent_count"]:
-        warnings.append(
-            f"The limit ({view['limit']:,}) is below what was already sent "
-            f"({view['sent_count']:,}): nobody else will get the message."
-        )
-    return warnings
+ShardKey = tuple[int, int]  # (campaign id, shard)
 
 
 class MessageSupervisor:
-    """One runner per sending campaign; pacers outlive runners so a resume never bursts."""
+    """The message runners of this node, keyed by (campaign, shard)."""
 
     def __init__(
         self,
@@ -76,88 +43,67 @@ class MessageSupervisor:
         settings: Settings,
         guard: TargetGuard,
         box: SecretBox | None = None,
-        templates: TemplateChecker | None = None,
     ) -> None:
         self.repo = repo
-        self.templates = templates or TemplateChecker()
         self.settings = settings
         self.guard = guard
         self.box = box
-        self.runners: dict[int, MessageRunner] = {}
-        self._campaign_pacers: dict[int, Pacer] = {}
-        self._account_pacers: dict[int, Pacer] = {}
+        self.runners: dict[ShardKey, MessageRunner] = {}
+        self._pacers: dict[str, AnyPacer] = {}
         self._domain_throttles: dict[int, DomainThrottle] = {}
-        self.operations = OperationsRepository(repo.db)
-        self.bounces = BounceRecorder(repo, self.operations, self.forget_reachable)
         self._ledger = LedgerWriter(repo)
-        self._lock = asyncio.Lock()
-        self._reachable_cache: dict[int, tuple[float, int, int]] = {}
-        self._scheduler_task: asyncio.Task[None] | None = None
+        self.operations = OperationsRepository(repo.db)
+        # Reach caches live in each API's MessageApp; they expire by themselves (30 s).
+        self.bounces = BounceRecorder(repo, self.operations, lambda: None)
+        self.on_change: Callable[[], None] = lambda: None
+        self._background: set[asyncio.Task[None]] = set()
 
     def runner(self, campaign_id: int) -> MessageRunner | None:
-        runner = self.runners.get(campaign_id)
-        return runner if runner is not None and runner.active else None
+        for (cid, _shard), runner in sorted(self.runners.items()):
+            if cid == campaign_id and runner.active:
+                return runner
+        return None
 
-    async def act(self, campaign_id: int, action: str) -> S:
-        """start / stop / resume / pause: one status change, then the runner follows."""
-        requested = ACTIONS[action]
-        async with self._lock:
-            campaign = await self.repo.get_campaign(campaign_id)
-            if action == "start" and campaign["status"] not in (S.DRAFT, S.SCHEDULED):
-                raise IllegalTransition(
-                    campaign["status"],
-                    requested.value,
-                    [s.value for s in allowed_targets(CampaignKind.MESSAGE, S(campaign["status"]))],
-                    campaign_id=campaign_id,
-                    hint="start is for a draft; use resume for a campaign that has run before",
-                )
-            # Running again clears the reason the service gave for pausing by itself.
-            extra = {"pause_reason": None} if requested is S.RUNNING else {}
-            previous = await self.repo.transition(campaign_id, requested, Actor.OPERATOR, **extra)
-            log_event(
-                "messages.status_changed",
-                campaign_id=campaign_id,
-                action=action,
-                previous_status=previous.value,
-                status=requested.value,
-            )
-            runner = self.runner(campaign_id)
-            if requested is S.RUNNING and runner is None:
-                await self._start_runner(await self.repo.get_campaign(campaign_id))
-            elif requested in (S.STOPPED, S.PAUSED) and runner is not None:
-                await runner.stop(requested.value)
-            return previous
+    def running(self, campaign_id: int, shard: int) -> bool:
+        runner = self.runners.get((campaign_id, shard))
+        return runner is not None and runner.active
 
-    def _channel_for(self, account: dict[str, Any]) -> Channel:
-        config = {**account["config"], **(self.box.open(account["secrets"]) if self.box else {})}
-        return build_channel(
-            account["channel"],
-            config,
-            url_guard=lambda url: self.guard.check(url, field="config.url"),
-            host_guard=lambda host, port: self.guard.check_host(host, port),
-            log_dir=self.settings.channel_log_dir(),
-        )
+    def _pacer(self, key: str, rate_per_minute: float | None) -> AnyPacer:
+        pacer = self._pacers.get(key)
+        if pacer is None:
+            if self.repo.db.is_postgres:
+                pacer = SharedPacer(self.repo.cluster, key, rate_per_minute)
+            else:
+                pacer = Pacer(rate_per_minute)
+            self._pacers[key] = pacer
+        return pacer
 
     def _link_tracker(self, campaign_id: int) -> LinkTracker | None:
         if self.box is None:
             return None
         return LinkTracker(campaign_id, self.operations, self.settings.public_base(), self.box.sign)
 
-    async def _start_runner(self, campaign: dict[str, Any]) -> MessageRunner:
-        account = await self.repo.get_account(campaign["account_id"])
-        channel = self._channel_for(account)
+    def _account_limits(self, account: dict[str, Any]) -> DomainThrottle:
+        """The account's shared per-domain throttle and pacer, set to its current values."""
         throttle = self._domain_throttles.setdefault(account["id"], DomainThrottle())
         throttle.set_limits(account.get("domain_limits"))
-        account_pacer = self._account_pacers.setdefault(
-            account["id"], Pacer(account.get("rate_per_minute"))
-        )
+        pacer = self._pacers.get(f"account:{account['id']}")
+        if pacer is not None:
+            pacer.set_rate(account.get("rate_per_minute"))
+        return throttle
+
+    async def start_shard(self, campaign: dict[str, Any], lease: HeldLease) -> MessageRunner:
+        account = await self.repo.get_account(campaign["account_id"])
+        channel = account_channel(account, self.box, self.guard, self.settings)
+        throttle = self._account_limits(account)
+        account_pacer = self._pacer(f"account:{account['id']}", account.get("rate_per_minute"))
         account_pacer.set_rate(account.get("rate_per_minute"))
         runner = MessageRunner(
             campaign,
             account["channel"],
             channel,
             self.repo,
-            campaign_pacer=self._campaign_pacers.setdefault(campaign["id"], Pacer(None)),
+            campaign_pacer=self._pacer(f"campaign:{campaign['id']}", None),
             account_pacer=account_pacer,
             concurrency=self.settings.send_concurrency,
             claim_batch=self.settings.claim_batch,
@@ -165,14 +111,67 @@ class MessageSupervisor:
             on_exit=self._on_exit,
             unsubscribe_url=self.unsubscribe_url if self.box is not None else None,
             ledger=self._ledger,
+            lease=lease,
+            shards=int(campaign.get("shards") or 1),
+            conclude=self._conclude,
             max_consecutive_failures=self.settings.max_consecutive_failures,
             domain_throttle=throttle,
             link_tracker=self._link_tracker(campaign["id"]),
             on_bounce=self.bounces.from_channel,
         )
-        self.runners[campaign["id"]] = runner
+        self.runners[(campaign["id"], lease.ref.shard)] = runner
         await runner.start()
         return runner
+
+    def follow(self, campaign: dict[str, Any]) -> None:
+        """Every message not yet sent uses the row's current values.
+
+        A new version may also mean failed recipients were requeued (retry-failed) or the
+        account's limits changed: the runner looks through the audience again, and the
+        account is read again.
+        """
+        version = int(campaign.get("version") or 0)
+        changed = False
+        for (cid, _shard), runner in list(self.runners.items()):
+            if cid == campaign["id"] and runner.active and runner.version != version:
+                runner.version = version
+                runner.apply_edit(campaign)
+                runner.rescan()
+                changed = True
+                log_event("messages.edited", campaign_id=cid, runner_id=runner.runner_id)
+        if changed:
+            task = asyncio.create_task(self._reread_account(campaign["account_id"]))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _reread_account(self, account_id: int) -> None:
+        with contextlib.suppress(Exception):  # the next edit or start reads it again
+            self._account_limits(await self.repo.get_account(account_id))
+
+    async def stop_shard(self, campaign_id: int, shard: int, reason: str) -> None:
+        runner = self.runners.get((campaign_id, shard))
+        if runner is not None:
+            await runner.stop(reason)
+
+    async def _conclude(self, runner: MessageRunner, outcome: S, extra: dict[str, Any]) -> None:
+        """A shard ended by itself: the campaign completes when its last shard does.
+
+        A failure or an auto-pause moves the campaign only while the shard's epoch is still
+        held (fenced), and once: another shard pausing too finds it paused already. The
+        node then releases the shard's lease, the campaign no longer being `running`.
+        """
+        lease = None
+        if runner.lease is not None:
+            if outcome is S.COMPLETED:
+                try:
+                    if not await self.repo.cluster.finish_shard(runner.lease.ref):
+                        return
+                except LeaseLost:
+                    return
+            else:
+                lease = runner.lease.ref
+        with contextlib.suppress(CampaignError, LeaseLost):  # moved meanwhile, or fenced off
+            await self.repo.transition(runner.campaign_id, outcome, Actor.SYSTEM, lease, **extra)
 
     def unsubscribe_url(self, campaign_id: int, contact_id: int) -> str:
         """A link the recipient can follow (or POST to, RFC 8058) to stop all messages."""
@@ -181,334 +180,27 @@ class MessageSupervisor:
         base = self.settings.public_base()
         return f"{base}/unsubscribe/{campaign_id}/{contact_id}/{token}"
 
-    def account_edited(self, account: dict[str, Any]) -> None:
-        """A running campaign of the account takes its new domain limits at once."""
-        throttle = self._domain_throttles.get(account["id"])
-        if throttle is not None:
-            throttle.set_limits(account.get("domain_limits"))
-
-    async def check_follow_up(self, audience_id: int, conditions: list[dict[str, Any]]) -> None:
-        """A follow-up names an existing campaign sent to the same audience."""
-        for other_id in segments.referenced_campaigns(conditions):
-            try:
-                other = await self.repo.get_campaign(other_id)
-            except NotFound:
-                raise RuleViolation(
-                    f"The segment follows up campaign {other_id}, which does not exist.",
-                    field="segment",
-                    campaign_id=other_id,
-                ) from None
-            if other["audience_id"] != audience_id:
-                raise RuleViolation(
-                    f"Campaign {other_id} went to audience {other['audience_id']}; a follow-up "
-                    f"must use the same audience ({audience_id}).",
-                    field="segment",
-                    campaign_id=other_id,
-                )
-
-    async def retry_failed(self, campaign_id: int) -> dict[str, Any]:
-        """Give every failed recipient one more try at the campaign's rate.
-
-        A sending campaign picks them up at once; a completed one runs again; a stopped or
-        paused one sends them when it is resumed. Failures settled "in doubt" (SMTP after a
-        crash) may have been delivered, so they are not retried.
-        """
-        async with self._lock:
-            campaign = await self.repo.get_campaign(campaign_id)
-            requeued = await self.operations.requeue_failed(campaign_id, IN_DOUBT_REASON)
-            self.forget_reachable()
-            runner = self.runner(campaign_id)
-            status = S(campaign["status"])
-            if runner is not None:
-                runner.rescan()
-            elif requeued and status is S.COMPLETED:
-                await self.repo.transition(campaign_id, S.RUNNING, Actor.OPERATOR)
-                await self._start_runner(await self.repo.get_campaign(campaign_id))
-                status = S.RUNNING
-        log_event("messages.retry_failed", campaign_id=campaign_id, requeued=requeued)
-        return {"campaign_id": campaign_id, "requeued": requeued, "status": status.value}
-
-    async def send_test(
-        self,
-        campaign_id: int,
-        *,
-        addresses: list[str],
-        external_ids: list[str],
-        message: str | None = None,
-    ) -> dict[str, Any]:
-        """Send the campaign's message now to these recipients, as a test: no ledger, no counts.
-
-        A known contact (by external id, or by address within the audience) gets the message
-        rendered with their data; any other address gets it with the audience's first contact
-        as sample data. Suppressed addresses are skipped.
-        """
-        campaign = await self.repo.get_campaign(campaign_id)
-        account = await self.repo.get_account(campaign["account_id"])
-        template = message if message is not None else campaign["message"]
-        sample = await self.sample_contact(campaign["audience_id"])
-        await self.templates.check(template, "message", sample)
-        known = await self.operations.audience_contacts(
-            campaign["audience_id"], external_ids=external_ids, addresses=addresses
-        )
-        missing = sorted(set(external_ids) - {c["external_id"] for c in known})
-        if missing:
-            raise RuleViolation(
-                f"The campaign's audience has no contact '{missing[0]}'.",
-                field="external_ids",
-                external_ids=missing,
-            )
-        by_address = {c["address"].strip().lower(): c for c in known}
-        recipients = [c for c in known if c["external_id"] in set(external_ids)]
-        for address in addresses:
-            contact = by_address.get(address.strip().lower())
-            if contact is None:
-                attributes = dict((sample or {}).get("attributes") or {})
-                contact = {
-                    "id": links.TEST_CONTACT,
-                    "external_id": "test",
-                    "address": address,
-                    "attributes": attributes,
-                }
-            if contact not in recipients:
-                recipients.append(contact)
-        suppressed = await self.operations.suppressed_among([c["address"] for c in recipients])
-        channel = self._channel_for(account)
-        tracker = self._link_tracker(campaign_id) if campaign.get("track_links") else None
-        test_id = uuid.uuid4().hex[:12]
-        results: list[dict[str, Any]] = []
-        try:
-            for contact in recipients:
-                address = contact["address"]
-                if address.strip().lower() in suppressed:
-                    results.append({"address": address, "sent": False, "error": "suppressed"})
-                    continue
-                results.append(
-                    await self._send_one_test(
-                        campaign, channel, tracker, template, contact, test_id
-                    )
-                )
-        finally:
-            await channel.close()
-        sent = sum(1 for r in results if r["sent"])
-        log_event("messages.test_sent", campaign_id=campaign_id, sent=sent, tried=len(results))
-        return {"sent": sent, "results": results}
-
-    async def _send_one_test(
-        self,
-        campaign: dict[str, Any],
-        channel: Channel,
-        tracker: LinkTracker | None,
-        template: str,
-        contact: dict[str, Any],
-        test_id: str,
-    ) -> dict[str, Any]:
-        # Links in a test lead where the real ones do, and count nothing (links.TEST_CONTACT).
-        attributes = {
-            **(contact.get("attributes") or {}),
-            "unsubscribe_url": f"{self.settings.public_base()}/unsubscribe/test",
-        }
-        data = {**contact, "attributes": attributes}
-        try:
-            text = templates.render(template, data)
-            subject = (
-                templates.render(campaign["subject"], data) if campaign.get("subject") else None
-            )
-        except Exception as exc:
-            return {"address": contact["address"], "sent": False, "error": f"template: {exc}"}
-        if tracker is not None:
-            text = await tracker.rewrite(text, links.TEST_CONTACT, None)
-        result = await channel.send(
-            OutgoingMessage(
-                campaign_id=campaign["id"],
-                contact_id=links.TEST_CONTACT,
-                external_id=contact["external_id"],
-                address=contact["address"],
-                text=text,
-                subject=subject,
-                test_id=test_id,
-            )
-        )
-        return {"address": contact["address"], "sent": result.ok, "error": result.error}
-
     def _on_exit(self, runner: MessageRunner) -> None:
-        if self.runners.get(runner.campaign_id) is runner:
-            del self.runners[runner.campaign_id]
-
-    async def sample_contact(self, audience_id: int) -> dict[str, Any] | None:
-        rows = await self.repo.list_contacts(audience_id, 0, 1)
-        return rows[0] if rows else None
-
-    async def edit(self, campaign_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-        """Store an edit; a sending campaign uses it for every message not yet sent."""
-        campaign = await self.repo.get_campaign(campaign_id)
-        sample = await self.sample_contact(campaign["audience_id"])
-        for field in ("message", "subject"):
-            if changes.get(field) is not None:
-                await self.templates.check(changes[field], field, sample)
-        if "account_id" in changes and self.runner(campaign_id) is not None:
-            raise Conflict(
-                "Cannot change the account while the campaign is sending; stop it first.",
-                campaign_id=campaign_id,
-                field="account_id",
-            )
-        if "account_id" in changes:
-            await self.repo.get_account(changes["account_id"])
-        audit = {
-            k: ("***" if k == "session" else v.isoformat() if isinstance(v, datetime) else v)
-            for k, v in changes.items()
-        }
-        if "session" in changes and self.box is not None:
-            changes = {**changes, "session": self.box.seal({"session": changes["session"]})}
-        updated = await self.repo.update_campaign(campaign_id, changes, audit)
-        if "start_at" in changes:
-            updated = await self._follow_schedule(updated)
-        runner = self.runner(campaign_id)
-        if runner is not None:
-            runner.apply_edit(updated)
-            log_event(
-                "messages.edited",
-                campaign_id=campaign_id,
-                runner_id=runner.runner_id,
-                fields=sorted(audit),
-            )
-        return updated
-
-    async def _follow_schedule(self, campaign: dict[str, Any]) -> dict[str, Any]:
-        """A draft given a start time waits for it; a scheduled one without one is a draft."""
-        status = S(campaign["status"])
-        if campaign.get("start_at") is not None and status is S.DRAFT:
-            await self.repo.transition(campaign["id"], S.SCHEDULED, Actor.SYSTEM)
-        elif campaign.get("start_at") is None and status is S.SCHEDULED:
-            await self.repo.transition(campaign["id"], S.DRAFT, Actor.OPERATOR)
-        else:
-            return campaign
-        return await self.repo.get_campaign(campaign["id"])
-
-    async def delete(self, campaign_id: int) -> None:
-        campaign = await self.repo.get_campaign(campaign_id)
-        lifecycle.refuse_active_campaign(
-            campaign_id, campaign["name"], campaign["status"], "delete"
-        )
-        if self.runner(campaign_id) is not None:  # stopped, still finishing its last sends
-            raise Conflict(
-                f"Campaign '{campaign['name']}' is still finishing; delete it in a moment.",
-                campaign_id=campaign_id,
-            )
-        await self.repo.delete_campaign(campaign_id)
-
-    async def describe(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Campaign rows with their ledger counts and recipient totals.
-
-        A row whose stored segment cannot be used (written before its operands were checked)
-        is shown, with the problem as its last_error and no recipients, never an error.
-        """
-        counts = await self.repo.counts([r["id"] for r in rows])
-        audience_sizes = await self.repo.contact_counts(r["audience_id"] for r in rows)
-        views = []
-        for row in rows:
-            c = counts[row["id"]]
-            view = {
-                **{k: v for k, v in row.items() if k not in ("session", "recipient_limit")},
-                "limit": row["recipient_limit"],
-                "sent_count": c[SENT],
-                "failed_count": c[FAILED],
-                "sending_count": c[SENDING],
-                "total_recipients": min(row["recipient_limit"], await self._reachable(row, c)),
-            }
-            problem = segments.stored_problem(row.get("segment"))
-            if problem is not None and not row.get("last_error"):
-                view["last_error"] = problem
-            view["warnings"] = campaign_warnings(view, audience_sizes[row["audience_id"]])
-            views.append(view)
-        return views
-
-    async def _reachable(self, row: dict[str, Any], counts: dict[str, int]) -> int:
-        """Contacts that have or can get the message: sent + in flight + eligible.
-
-        Sending moves a contact from eligible to in flight to sent, which leaves the sum
-        alone; only a failure lowers it. So the expensive eligible count is cached together
-        with the failures at that moment, and the ledger's failures since are subtracted:
-        exact while cached. Imports and suppressions drop the cache (forget_reachable).
-        """
-        now = asyncio.get_running_loop().time()
-        cached = self._reachable_cache.get(row["id"])
-        if cached is None or cached[0] <= now:
-            eligible = await self._count_eligible(row)
-            reachable = counts[SENT] + counts[SENDING] + eligible
-            cached = (now + REACHABLE_CACHE_SECONDS, reachable, counts[FAILED])
-            self._reachable_cache[row["id"]] = cached
-        _, reachable, failed_then = cached
-        return max(0, reachable - (counts[FAILED] - failed_then))
-
-    def forget_reachable(self) -> None:
-        """Contacts were added or (un)suppressed: recount every campaign's reach."""
-        self._reachable_cache.clear()
-
-    async def _count_eligible(self, row: dict[str, Any]) -> int:
-        """Contacts not yet handled, not suppressed and in the segment (none if it is unusable)."""
-        if segments.stored_problem(row.get("segment")) is not None:
-            return 0
-        conditions = segments.validate(row.get("segment"))
-        follow_up = segments.engagement_conditions(conditions)
-        if len(follow_up) == len(conditions):
-            return await self.repo.count_eligible(row["id"], row["audience_id"], follow_up)
-        value, after = 0, 0
-        while True:
-            page = await self.repo.candidates(row["id"], row["audience_id"], after, 5000, follow_up)
-            if not page:
-                return value
-            value += sum(1 for contact in page if segments.matches(conditions, contact))
-            after = page[-1]["id"]
-
-    async def schedule(self, campaign_id: int) -> None:
-        """A campaign created with `start_at` waits in `scheduled` until then."""
-        await self.repo.transition(campaign_id, S.SCHEDULED, Actor.SYSTEM)
+        key = (runner.campaign_id, runner.shard)
+        if self.runners.get(key) is runner:
+            del self.runners[key]
+        self.on_change()
 
     async def start_due(self) -> list[int]:
-        """Start every scheduled campaign whose time has come (also after a restart)."""
+        """Start every scheduled campaign whose time has come (the cluster's leader does this)."""
         started = []
         for campaign in await self.repo.due_campaigns():
-            async with self._lock:
-                try:
-                    await self.repo.transition(campaign["id"], S.RUNNING, Actor.SYSTEM)
-                except CampaignError:
-                    continue  # an operator moved it meanwhile
-                runner = await self._start_runner(await self.repo.get_campaign(campaign["id"]))
+            try:
+                await self.repo.transition(campaign["id"], S.RUNNING, Actor.SYSTEM)
+            except CampaignError:
+                continue  # an operator moved it meanwhile
+            await self.repo.cluster.reset(CampaignKind.MESSAGE.value, campaign["id"], fresh=False)
             started.append(campaign["id"])
-            log_event(
-                "messages.schedule_started", campaign_id=campaign["id"], runner_id=runner.runner_id
-            )
+            log_event("messages.schedule_started", campaign_id=campaign["id"])
         return started
 
-    async def _scheduler(self) -> None:
-        while True:
-            try:
-                await self.start_due()
-            except Exception as exc:
-                if not is_unavailable(exc):  # an outage is retried quietly on the next tick
-                    log_event("messages.scheduler_failed", level=logging.ERROR, exc_info=True)
-            await asyncio.sleep(SCHEDULER_SECONDS)
-
-    async def recover(self) -> list[int]:
-        """After a restart, resume every campaign that was running when the process died."""
-        resumed: list[int] = []
-        for campaign in await self.repo.sending_campaigns():
-            if campaign["status"] == S.RUNNING and self.settings.recover_on_start:
-                runner = await self._start_runner(campaign)
-                resumed.append(campaign["id"])
-                log_event(
-                    "messages.recovered", campaign_id=campaign["id"], runner_id=runner.runner_id
-                )
-            elif campaign["sending"]:
-                await self.repo.set_sending(campaign["id"], None)
-        self._scheduler_task = asyncio.create_task(self._scheduler(), name="message-scheduler")
-        return resumed
-
-    async def shutdown(self) -> None:
-        if self._scheduler_task is not None:
-            self._scheduler_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler_task
+    async def shutdown(self, reason: str = SHUTDOWN) -> None:
         runners = list(self.runners.values())
-        await asyncio.gather(*(r.stop(SHUTDOWN) for r in runners), return_exceptions=True)
-        await self.templates.shutdown()
+        await asyncio.gather(*(r.stop(reason) for r in runners), return_exceptions=True)
+        for task in list(self._background):
+            task.cancel()

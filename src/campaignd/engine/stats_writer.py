@@ -67,7 +67,7 @@ class StatsWriter:
                 return True
             batch = list(self._pending)
             try:
-                await self.repo.record_windows(batch)
+                fenced = await self.repo.record_windows(batch)
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
@@ -82,6 +82,12 @@ class StatsWriter:
                     )
                 return False
             del self._pending[: len(batch)]
+            if fenced:  # their shards belong to other nodes now: those counts are theirs
+                log_event(
+                    "traffic.windows_fenced",
+                    level=logging.WARNING,
+                    leases=[list(key) for key in sorted(fenced)],
+                )
             if self.database_down:
                 self.database_down = False
                 log_event("traffic.database_recovered", windows_written=len(batch))

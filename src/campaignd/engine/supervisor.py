@@ -1,73 +1,81 @@
-"""The supervisor runs, stops and recovers campaign runners, and owns every status change."""
+"""This node's traffic runners: one per held shard, started, followed and stopped by the node.
+
+Nothing here is called by the API: the node loop (engine/node.py) starts a runner for each
+shard lease it wins, tells it about edits it reads from the campaign row, and stops it when
+the row says so or the lease is gone.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from campaignd.domain import lifecycle
-from campaignd.domain.errors import Conflict, RuleViolation
+from campaignd.domain.errors import CampaignError, RuleViolation
+from campaignd.domain.leases import HeldLease
 from campaignd.domain.statuses import Actor, CampaignStatus
 from campaignd.domain.targets import Allowlist
 from campaignd.engine.guard import TargetGuard
 from campaignd.engine.stats_writer import StatsWriter
 from campaignd.logs import log_event
 from campaignd.settings import Settings
+from campaignd.store.cluster_repo import LeaseLost
 from campaignd.store.traffic_repo import TrafficRepository
 from campaignd.traffic.runner import SHUTDOWN, TrafficRunner
-from campaignd.traffic.stats import WindowStats, summarize
 
 S = CampaignStatus
+ShardKey = tuple[int, int]  # (campaign id, shard)
 
 
 class TrafficSupervisor:
-    """One runner per generating traffic campaign, many in parallel."""
+    """The traffic runners of this node, keyed by (campaign, shard)."""
 
     def __init__(self, repo: TrafficRepository, settings: Settings) -> None:
         self.repo = repo
         self.settings = settings
-        self.runners: dict[int, TrafficRunner] = {}
-        self._finished_stats: dict[int, WindowStats] = {}
-        self._lock = asyncio.Lock()
+        self.runners: dict[ShardKey, TrafficRunner] = {}
         self.writer = StatsWriter(repo)
         self.guard = TargetGuard(Allowlist.parse(settings.allowed_targets))
+        self.on_change: Callable[[], None] = lambda: None
 
     def runner(self, campaign_id: int) -> TrafficRunner | None:
-        runner = self.runners.get(campaign_id)
-        return runner if runner is not None and runner.active else None
+        """A live runner of the campaign on this node (its lowest shard), if any."""
+        for (cid, _shard), runner in sorted(self.runners.items()):
+            if cid == campaign_id and runner.active:
+                return runner
+        return None
 
-    async def generate(self, campaign_id: int) -> TrafficRunner:
-        """Start generating for a campaign in `running` (POST /api/traffic/generate)."""
-        async with self._lock:
-            campaign = await self.repo.get_campaign(campaign_id)
-            if campaign["status"] != S.RUNNING:
-                raise RuleViolation(
-                    "Campaign must be in 'running' status to start traffic generation. "
-                    f"Current status: {campaign['status']}",
-                    current_status=campaign["status"],
-                    required_status="running",
-                    campaign_id=campaign_id,
-                )
-            if self.runner(campaign_id) is not None:
-                raise Conflict(
-                    f"Traffic generation is already active for campaign {campaign_id}.",
-                    campaign_id=campaign_id,
-                    thread_id=self.runners[campaign_id].runner_id,
-                )
-            return await self._start_runner(campaign)
+    def running(self, campaign_id: int, shard: int) -> bool:
+        runner = self.runners.get((campaign_id, shard))
+        return runner is not None and runner.active
 
-    async def _start_runner(
-        self, campaign: dict[str, Any], *, paused: bool = False, resumed: bool = False
-    ) -> TrafficRunner:
-        # Checked again at every start, against today's allowlist, and pinned to what it
-        # resolved: the runner connects to these addresses, never to a fresh lookup.
-        checked = await self.guard.check_target(campaign["target_url"])
-        campaign = {**campaign, "target_addresses": checked.addresses}
+    def start(self) -> None:
+        self.writer.start()
+
+    async def start_shard(
+        self, campaign: dict[str, Any], lease: HeldLease, active_seconds: float
+    ) -> TrafficRunner | None:
+        """Generate one shard of a campaign this node now holds; None if the target is refused."""
+        try:
+            # Checked again at every start, against today's allowlist, and pinned to what it
+            # resolved: the runner connects to these addresses, never to a fresh lookup.
+            checked = await self.guard.check_target(campaign["target_url"])
+        except RuleViolation as refused:
+            await self._fail_refused(campaign["id"], refused.message)
+            return None
         profiles = await self.repo.get_profiles(list(campaign["user_profile_ids"]))
-        prior = await self.repo.cumulative_stats(campaign["id"]) if resumed else None
-        if not resumed:
-            campaign = {**campaign, "active_seconds": 0.0}
+        shards = int(campaign.get("shards") or 1)
+        resumed = active_seconds > 0
+        prior = (
+            await self.repo.cumulative_stats(campaign["id"]) if resumed and shards == 1 else None
+        )
+        campaign = {
+            **campaign,
+            "target_addresses": checked.addresses,
+            "active_seconds": active_seconds,
+        }
         runner = TrafficRunner(
             campaign,
             profiles,
@@ -75,142 +83,100 @@ class TrafficSupervisor:
             self.writer,
             on_exit=self._on_runner_exit,
             prior=prior,
-            paused=paused,
+            paused=campaign["status"] == S.PAUSED,
             drain_seconds=self.settings.drain_seconds,
             workers_setting=self.settings.traffic_workers,
+            lease=lease.ref,
+            shards=shards,
+            conclude=self._conclude,
         )
-        self._finished_stats.pop(campaign["id"], None)
-        self.runners[campaign["id"]] = runner
+        self.runners[(campaign["id"], lease.ref.shard)] = runner
         await runner.start()
+        if resumed:
+            log_event(
+                "traffic.recovered",
+                campaign_id=campaign["id"],
+                runner_id=runner.runner_id,
+                shard=lease.ref.shard,
+                epoch=lease.ref.epoch,
+                status=campaign["status"],
+            )
         return runner
 
-    def _on_runner_exit(self, runner: TrafficRunner) -> None:
-        if self.runners.get(runner.campaign_id) is runner:
-            del self.runners[runner.campaign_id]
-        self._finished_stats[runner.campaign_id] = runner.totals
-
-    async def change_status(self, campaign_id: int, requested: S) -> S:
-        """Apply an operator's status change; return the previous status."""
-        async with self._lock:
-            if requested is S.RUNNING:  # a resume from stopped must pass the allowlist first
-                row = await self.repo.get_campaign(campaign_id)
-                if row["status"] == S.STOPPED and row["start_time"] is not None:
-                    await self.guard.check_target(row["target_url"])
-            previous = await self.repo.transition(campaign_id, requested, Actor.OPERATOR)
-            runner = self.runner(campaign_id)
-            log_event(
-                "traffic.status_changed",
-                campaign_id=campaign_id,
-                runner_id=runner.runner_id if runner else None,
-                previous_status=previous.value,
-                status=requested.value,
-            )
-            if requested is S.STOPPED and runner is not None:
-                await runner.stop("stopped")
-            elif requested is S.PAUSED and runner is not None:
+    def follow(self, campaign: dict[str, Any]) -> None:
+        """Apply what changed on the campaign's row to its runners here (rate, duration, pause)."""
+        for (cid, _shard), runner in list(self.runners.items()):
+            if cid != campaign["id"] or not runner.active:
+                continue
+            paused = campaign["status"] == S.PAUSED
+            if paused and not runner.paused:
                 runner.pause()
-            elif requested is S.RUNNING and runner is not None:
+            elif not paused and runner.paused:
                 runner.resume()
-            elif requested is S.RUNNING and previous is S.STOPPED:
-                campaign = await self.repo.get_campaign(campaign_id)
-                if campaign["start_time"] is not None:
-                    await self._start_runner(campaign, resumed=True)
-            return previous
-
-    async def edit(self, campaign_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-        """Store an edit; a generating campaign picks up rate and duration at once."""
-        runner = self.runner(campaign_id)
-        live = {"requests_per_minute", "duration_minutes", "name"}
-        if runner is not None and set(changes) - live:
-            fields = ", ".join(sorted(set(changes) - live))
-            raise Conflict(
-                f"Cannot change {fields} while traffic is being generated; stop the campaign "
-                "first (requests_per_minute and duration_minutes can change live).",
-                campaign_id=campaign_id,
-                fields=sorted(set(changes) - live),
-            )
-        if runner is not None and runner.staged and "requests_per_minute" in changes:
-            raise Conflict(
-                "This campaign's rate follows its stages; stop it to change the rate.",
-                campaign_id=campaign_id,
-                fields=["requests_per_minute"],
-            )
-        updated = await self.repo.update_campaign(campaign_id, changes)
-        if runner is not None:
-            if "requests_per_minute" in changes:
-                runner.set_rate(float(changes["requests_per_minute"]))
-            if "duration_minutes" in changes:
-                runner.set_duration(float(changes["duration_minutes"]))
+            version = int(campaign.get("version") or 0)
+            if version == runner.version:
+                continue
+            runner.version = version
+            if not runner.staged and runner.requests_per_minute != campaign["requests_per_minute"]:
+                runner.set_rate(float(campaign["requests_per_minute"]))
+            if runner.duration_seconds != float(campaign["duration_minutes"]) * 60.0:
+                runner.set_duration(float(campaign["duration_minutes"]))
             log_event(
                 "traffic.edited",
-                campaign_id=campaign_id,
+                campaign_id=cid,
                 runner_id=runner.runner_id,
-                changes=changes,
+                requests_per_minute=campaign["requests_per_minute"],
+                duration_minutes=campaign["duration_minutes"],
             )
-        return updated
 
-    async def delete(self, campaign_id: int) -> None:
-        campaign = await self.repo.get_campaign(campaign_id)
-        lifecycle.refuse_active_campaign(
-            campaign_id, campaign["name"], campaign["status"], "delete"
-        )
-        if self.runner(campaign_id) is not None:  # stopped, still finishing its last sends
-            raise Conflict(
-                f"Campaign '{campaign['name']}' is still finishing; delete it in a moment.",
-                campaign_id=campaign_id,
-            )
-        await self.repo.delete_campaign(campaign_id)
-        self._finished_stats.pop(campaign_id, None)
-
-    async def stats(self, campaign: dict[str, Any]) -> dict[str, Any]:
-        runner = self.runner(campaign["id"])
+    async def stop_shard(self, campaign_id: int, shard: int, reason: str) -> None:
+        runner = self.runners.get((campaign_id, shard))
         if runner is not None:
-            return runner.stats()
-        totals = self._finished_stats.get(campaign["id"])
-        if totals is None:
-            totals = await self.repo.cumulative_stats(campaign["id"])
-            self._finished_stats[campaign["id"]] = totals
-        stats = summarize(
-            totals,
-            float(campaign.get("active_seconds") or 0.0),
-            float(campaign["requests_per_minute"]),
-        )
-        stats["busy_users"] = 0  # nothing generates now
-        return stats
+            await runner.stop(reason)
 
-    async def recover(self) -> list[int]:
-        """After a restart, resume every campaign that was generating when the process died."""
-        self.writer.start()
-        resumed: list[int] = []
-        for campaign in await self.repo.generating_campaigns():
-            status = S(campaign["status"])
-            if status in (S.RUNNING, S.PAUSED) and self.settings.recover_on_start:
+    async def _conclude(self, runner: TrafficRunner, outcome: S, error: str | None) -> None:
+        """A shard ended by itself: the campaign completes when its last shard does."""
+        if outcome is S.COMPLETED:
+            if runner.lease is not None:
                 try:
-                    await self._start_runner(campaign, paused=status is S.PAUSED, resumed=True)
-                except RuleViolation as refused:
-                    await self._fail_refused(campaign["id"], refused.message)
-                    continue
-                resumed.append(campaign["id"])
-                log_event(
-                    "traffic.recovered",
-                    campaign_id=campaign["id"],
-                    runner_id=self.runners[campaign["id"]].runner_id,
-                    status=status.value,
-                )
-            else:
-                await self.repo.clear_generating(campaign["id"], reason="not resumed after restart")
-                log_event("traffic.not_recovered", campaign_id=campaign["id"], status=status.value)
-        return resumed
+                    if not await self.repo.cluster.finish_shard(runner.lease):
+                        return
+                except LeaseLost:
+                    return
+            try:
+                await self.repo.transition(runner.campaign_id, S.COMPLETED, Actor.SYSTEM)
+            except CampaignError:
+                return  # an operator moved it meanwhile
+            await self.repo.clear_generating(runner.campaign_id, reason="completed")
+            return
+        try:
+            await self.repo.transition(
+                runner.campaign_id,
+                outcome,
+                Actor.SYSTEM,
+                **({"last_error": error} if error else {}),
+            )
+        except CampaignError:
+            return
+        await self.repo.clear_generating(runner.campaign_id, reason=outcome.value, error=error)
+
+    def _on_runner_exit(self, runner: TrafficRunner) -> None:
+        key = (runner.campaign_id, runner.shard)
+        if self.runners.get(key) is runner:
+            del self.runners[key]
+        self.on_change()
 
     async def _fail_refused(self, campaign_id: int, reason: str) -> None:
-        await self.repo.transition(campaign_id, S.FAILED, Actor.SYSTEM, last_error=reason)
+        with contextlib.suppress(CampaignError):
+            await self.repo.transition(campaign_id, S.FAILED, Actor.SYSTEM, last_error=reason)
         await self.repo.clear_generating(campaign_id, reason="target refused", error=reason)
         log_event(
             "traffic.target_refused", level=logging.ERROR, campaign_id=campaign_id, error=reason
         )
 
-    async def shutdown(self) -> None:
-        """Stop every runner (the campaigns stay `running`, so a restart resumes them)."""
+    async def shutdown(self, reason: str = SHUTDOWN) -> None:
+        """Stop every runner (the campaigns stay generating, so another node or a restart
+        carries on), then write every window."""
         runners = list(self.runners.values())
-        await asyncio.gather(*(r.stop(SHUTDOWN) for r in runners), return_exceptions=True)
+        await asyncio.gather(*(r.stop(reason) for r in runners), return_exceptions=True)
         await self.writer.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from campaignd.store.cluster_repo import LeaseLost
 from campaignd.store.messaging_repo import LedgerUpdate, MessagingRepository
 
 
@@ -30,12 +31,16 @@ class LedgerWriter:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
-                await self.repo.settle([update for update, _ in batch])
+                fenced = await self.repo.settle([update for update, _ in batch])
             except Exception as exc:
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(exc)
             else:
-                for _, done in batch:
-                    if not done.done():
+                for index, (update, done) in enumerate(batch):
+                    if done.done():
+                        continue
+                    if index in fenced:
+                        done.set_exception(LeaseLost(f"campaign {update.campaign_id}: lease lost"))
+                    else:
                         done.set_result(None)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 from campaignd.domain import ab_test, segments, templates, variants, windows
 from campaignd.domain.domains import domain_of
 from campaignd.domain.errors import CampaignError, RuleViolation
+from campaignd.domain.leases import HeldLease
 from campaignd.domain.pacing import Pacer
 from campaignd.domain.statuses import Actor, CampaignStatus
 from campaignd.logs import log_event
@@ -22,6 +24,8 @@ from campaignd.messaging.channels.base import Channel, OutgoingMessage, SendResu
 from campaignd.messaging.domain_throttle import DomainThrottle
 from campaignd.messaging.ledger_writer import LedgerWriter
 from campaignd.messaging.link_tracking import LinkTracker
+from campaignd.messaging.shared_pacer import SharedPacer
+from campaignd.store.cluster_repo import LeaseLost
 from campaignd.store.messaging_repo import (
     SENT,
     DeliveryOutcome,
@@ -35,6 +39,11 @@ from campaignd.store.outage import is_unavailable
 IDEMPOTENT_CHANNELS = frozenset({"webhook", "telegram", "log"})
 IN_DOUBT_REASON = "in doubt after a crash: not re-sent on a channel without idempotency"
 SHUTDOWN = "shutdown"
+# Stopped because its shard moved (lease lost, or handed to another node): the campaign's
+# row is left alone, whoever holds the shard now carries on.
+HANDOVER = "handover"
+LEASE_LOST = "lease lost"
+LEAVES_CAMPAIGN_ALONE = frozenset({SHUTDOWN, HANDOVER, LEASE_LOST})
 RECORD_SECONDS = 0.1
 REFRESH_SECONDS = 0.5
 DRAIN_SECONDS = 5.0
@@ -45,6 +54,12 @@ MAX_DOMAIN_BUSY_TRIES = 12
 
 # (address, "hard"|"soft", reason, campaign id): a bounce the channel reported.
 BounceHook = Callable[[str, str, str | None, int], Awaitable[None]]
+
+
+AnyPacer = Pacer | SharedPacer
+# What a runner that ended by itself does to its campaign (the engine decides: one shard's
+# end completes the campaign only when every shard is done).
+Conclude = Callable[["MessageRunner", CampaignStatus, dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -65,21 +80,31 @@ class MessageRunner:
         channel: Channel,
         repo: MessagingRepository,
         *,
-        campaign_pacer: Pacer,
-        account_pacer: Pacer,
+        campaign_pacer: AnyPacer,
+        account_pacer: AnyPacer,
         concurrency: int,
         claim_batch: int,
         segment: Any,
         on_exit: Callable[[MessageRunner], None],
         unsubscribe_url: Callable[[int, int], str] | None = None,
         ledger: LedgerWriter | None = None,
+        lease: HeldLease | None = None,
+        shards: int = 1,
+        conclude: Conclude | None = None,
         max_consecutive_failures: int = 0,
         domain_throttle: DomainThrottle | None = None,
         link_tracker: LinkTracker | None = None,
         on_bounce: BounceHook | None = None,
     ) -> None:
         self.campaign_id: int = campaign["id"]
-        self.runner_id = f"sender-{self.campaign_id}-{uuid.uuid4().hex[:8]}"
+        self.lease = lease
+        self.shard = lease.ref.shard if lease else 0
+        self.shards = shards
+        self.version = int(campaign.get("version") or 0)
+        self._conclude = conclude
+        self._enforce_limit = False
+        suffix = f"-s{self.shard}" if shards > 1 else ""
+        self.runner_id = f"sender-{self.campaign_id}{suffix}-{uuid.uuid4().hex[:8]}"
         self.repo = repo
         self.ledger = ledger or LedgerWriter(repo)
         self.channel_kind = channel_kind
@@ -152,6 +177,8 @@ class MessageRunner:
         await self.repo.refresh_planner_stats()
         counts = (await self.repo.counts([self.campaign_id]))[self.campaign_id]
         self.sent = counts[SENT]
+        if self.shards > 1:  # shards share the limit: each claim counts every shard's rows
+            self._enforce_limit = self.limit < await self.repo.audience_size(self._audience_id)
         await self.repo.set_sending(self.campaign_id, self.runner_id)
         self._task = asyncio.create_task(self._run(), name=self.runner_id)
         log_event(
@@ -185,6 +212,8 @@ class MessageRunner:
             self._follow_up = segments.engagement_conditions(self.segment)
             await self._requeue_in_doubt()
             await self._produce()
+        except LeaseLost:
+            self._lose_lease()
         except Exception as exc:
             error = exc
             self.outcome = CampaignStatus.FAILED
@@ -217,14 +246,24 @@ class MessageRunner:
     async def _requeue_in_doubt(self) -> None:
         """Claims a crash left in 'sending' go first: re-sent with the same key, or settled."""
         if self.channel_kind not in IDEMPOTENT_CHANNELS:
-            settled = await self.repo.settle_in_doubt(self.campaign_id, IN_DOUBT_REASON)
+            if self.lease is not None:
+                settled = await self.repo.settle_in_doubt_shard(
+                    self.campaign_id, self.lease.ref, self.shards, IN_DOUBT_REASON
+                )
+            else:
+                settled = await self.repo.settle_in_doubt(self.campaign_id, IN_DOUBT_REASON)
             if settled:
                 log_event("messages.in_doubt_settled", campaign_id=self.campaign_id, count=settled)
             return
         after = 0
         resent = 0
         while not self._stop.is_set():
-            rows = await self.repo.in_doubt(self.campaign_id, after, self.claim_batch)
+            if self.lease is not None:
+                rows = await self.repo.in_doubt_shard(
+                    self.campaign_id, self.lease.ref, self.shards, after, self.claim_batch
+                )
+            else:
+                rows = await self.repo.in_doubt(self.campaign_id, after, self.claim_batch)
             if not rows:
                 break
             for row in rows:
@@ -327,6 +366,8 @@ class MessageRunner:
             stats = await self.repo.variant_counts(self.campaign_id)
             best = ab_test.winner(metric, self.variants, stats)
             await self.repo.note_ab_test(self.campaign_id, "ab_winner", {"ab_winner": best})
+            if self.shards > 1:  # another shard may have decided first: one winner for all
+                best = (await self.repo.get_campaign(self.campaign_id))["ab_winner"] or best
         except Exception as exc:
             if not is_unavailable(exc):
                 raise
@@ -348,7 +389,13 @@ class MessageRunner:
         """Claim up to `wanted` recipients after `cursor`; None when the audience is exhausted."""
         while True:
             rows = await self.repo.candidates(
-                self.campaign_id, self._audience_id, cursor, wanted, self._follow_up
+                self.campaign_id,
+                self._audience_id,
+                cursor,
+                wanted,
+                self._follow_up,
+                shard=self.shard,
+                shards=self.shards,
             )
             if not rows:
                 return None
@@ -363,11 +410,20 @@ class MessageRunner:
             if not chosen:
                 continue
             picks = [(r, self._variant_for(r["id"])) for r in chosen]
-            won = await self.repo.claim(self.campaign_id, [(r["id"], v) for r, v in picks])
+            claims = [(r["id"], v) for r, v in picks]
+            capped = False
+            if self.lease is not None:
+                won, capped = await self.repo.claim_shard(
+                    self.campaign_id, claims, self.lease.ref, enforce_limit=self._enforce_limit
+                )
+            else:
+                won = await self.repo.claim(self.campaign_id, claims)
             self._outstanding += len(won)
             recipients = [Recipient(r, v) for r, v in picks if r["id"] in won]
             if recipients:
                 return cursor, recipients
+            if capped:  # every shard together reached the limit
+                return None
 
     def _variant_for(self, contact_id: int) -> str | None:
         if not self.variants:
@@ -409,6 +465,12 @@ class MessageRunner:
                 return None
             await self._pace()
             if not self._may_send():
+                self._release(recipient)
+                return None
+            if self.lease is not None and not self.lease.usable(time.monotonic()):
+                # Not renewed in time (paused, or cut off from the database): another node
+                # may hold this shard now, so nothing more is sent for this epoch.
+                self._lose_lease()
                 self._release(recipient)
                 return None
             self._in_send += 1
@@ -474,6 +536,10 @@ class MessageRunner:
             await self._wait(min(closed_for, 5.0))
         loop = asyncio.get_running_loop()
         for pacer in (self.campaign_pacer, self.account_pacer):
+            if isinstance(pacer, SharedPacer):
+                while not self._stop.is_set() and not await pacer.acquire(self._wait):
+                    pass
+                continue
             wait = pacer.reserve(loop.time())
             if wait > 0:
                 await self._wait(wait)
@@ -510,9 +576,11 @@ class MessageRunner:
         )
         if result.throttled_seconds:
             # The far end said "slow down": every worker of this account waits, not only this one.
-            now = asyncio.get_running_loop().time()
-            self.account_pacer.hold(now, result.throttled_seconds)
-            self.campaign_pacer.hold(now, result.throttled_seconds)
+            for pacer in (self.account_pacer, self.campaign_pacer):
+                if isinstance(pacer, SharedPacer):
+                    pacer.hold(time.monotonic(), result.throttled_seconds)
+                else:
+                    pacer.hold(asyncio.get_running_loop().time(), result.throttled_seconds)
         return await self._after_send(recipient, result)
 
     async def _after_send(self, recipient: Recipient, result: SendResult) -> DeliveryOutcome | None:
@@ -610,6 +678,15 @@ class MessageRunner:
             if item is not None:
                 self._release(item)
 
+    def _lose_lease(self) -> None:
+        """Stop at once, leaving the campaign to whoever holds the shard now."""
+        if self.lease is not None:
+            self.lease.lost = True
+        self._stop_reason = LEASE_LOST
+        self.outcome = None
+        self._stop.set()
+        self._progress.set()
+
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
@@ -635,7 +712,18 @@ class MessageRunner:
         results, self._results = self._results, []
         released, self._released = self._released, []
         try:
-            await self.ledger.write(LedgerUpdate(self.campaign_id, results, released))
+            await self.ledger.write(
+                LedgerUpdate(
+                    self.campaign_id,
+                    results,
+                    released,
+                    self.lease.ref if self.lease is not None else None,
+                )
+            )
+        except LeaseLost:
+            # Fenced off: the shard's new holder treats these claims as in doubt.
+            self._lose_lease()
+            return True
         except Exception as exc:
             self._results[:0] = results
             self._released[:0] = released
@@ -671,11 +759,15 @@ class MessageRunner:
                 extra: dict[str, Any] = {"last_error": str(error)} if error else {}
                 if self.pause_reason is not None:
                     extra = {"last_error": self.pause_reason, "pause_reason": self.pause_reason}
+            if self.outcome is not None and self._conclude is not None:
+                with contextlib.suppress(LeaseLost):
+                    await self._conclude(self, self.outcome, extra)
+            elif self.outcome is not None:
                 with contextlib.suppress(CampaignError):
                     await self.repo.transition(
                         self.campaign_id, self.outcome, Actor.SYSTEM, **extra
                     )
-            if self._stop_reason != SHUTDOWN or self.outcome is not None:
+            if self._stop_reason not in LEAVES_CAMPAIGN_ALONE or self.outcome is not None:
                 await self.repo.set_sending(self.campaign_id, None, str(error) if error else None)
         except Exception:
             log_event(

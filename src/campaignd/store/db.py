@@ -96,5 +96,16 @@ class Database:
             async with connection.begin():
                 yield connection
 
+    def driver_dsn(self) -> str:
+        """The URL for asyncpg itself (a LISTEN connection of its own)."""
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def notify(self, payload: str) -> None:
+        """Wake every node listening (PostgreSQL NOTIFY); nothing on SQLite (one engine)."""
+        if not self.is_postgres:
+            return
+        async with self.engine.begin() as connection:
+            await connection.exec_driver_sql("SELECT pg_notify('campaignd', $1)", (payload[:200],))
+
     async def close(self) -> None:
         await self.engine.dispose()

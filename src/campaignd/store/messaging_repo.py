@@ -23,9 +23,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from campaignd.domain import ab_test, lifecycle
 from campaignd.domain.errors import Conflict, NotFound
+from campaignd.domain.leases import LeaseRef
 from campaignd.domain.lifecycle import CampaignUse
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
+from campaignd.store.cluster_repo import ClusterRepository, LeaseLost
 from campaignd.store.db import Database, utcnow
 from campaignd.store.rows import to_dict
 from campaignd.store.tables import (
@@ -69,6 +71,8 @@ class LedgerUpdate:
     campaign_id: int
     outcomes: list[DeliveryOutcome]
     released: list[int]
+    # The shard epoch the writer holds: the write is refused (LeaseLost) once it is not.
+    lease: LeaseRef | None = None
 
 
 def _archived(table: Any, archived: bool) -> Any:
@@ -85,6 +89,7 @@ class MessagingRepository:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.cluster = ClusterRepository(db)
 
     def _insert_ignore(self, table: Any) -> Any:
         dialect = postgresql if self.db.is_postgres else sqlite
@@ -374,6 +379,22 @@ class MessagingRepository:
             raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
         return to_dict(row)  # type: ignore[return-value]
 
+    async def touch_campaigns(
+        self, campaign_ids: list[int] | None = None, *, account_id: int | None = None
+    ) -> list[int]:
+        """Bump the version of these running campaigns (or the account's), so the nodes
+        sending them read them again; the ids touched."""
+        query = update(M).where(M.c.status == CampaignStatus.RUNNING.value)
+        if campaign_ids is not None:
+            query = query.where(M.c.id.in_(campaign_ids))
+        if account_id is not None:
+            query = query.where(M.c.account_id == account_id)
+        async with self.db.transaction() as conn:
+            rows = (
+                await conn.execute(query.values(version=M.c.version + 1).returning(M.c.id))
+            ).all()
+        return [int(r.id) for r in rows]
+
     async def update_campaign(
         self, campaign_id: int, data: dict[str, Any], audit: dict[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -441,18 +462,22 @@ class MessagingRepository:
         campaign_id: int,
         requested: CampaignStatus,
         actor: Actor = Actor.OPERATOR,
+        lease: LeaseRef | None = None,
         **extra: Any,
     ) -> CampaignStatus:
         """The compare-and-set status change, with the report's times written alongside.
 
         started_at on the first move to running (kept across resumes); completed_at on each
-        completion (a resumed campaign shows its last one until it completes again).
+        completion (a resumed campaign shows its last one until it completes again). With a
+        lease, only while its epoch is held (LeaseLost otherwise).
         """
         if requested is CampaignStatus.RUNNING:
             extra = {"started_at": func.coalesce(M.c.started_at, utcnow()), **extra}
         elif requested is CampaignStatus.COMPLETED:
             extra = {"completed_at": utcnow(), **extra}
         async with self.db.transaction() as conn:
+            if lease is not None:
+                await self.cluster.check(conn, lease)
             return await status_store.transition(
                 conn, M, CampaignKind.MESSAGE, campaign_id, requested, actor, extra=extra
             )
@@ -467,9 +492,17 @@ class MessagingRepository:
             await conn.execute(update(M).where(M.c.id == campaign_id).values(**values))
 
     async def note_ab_test(self, campaign_id: int, event: str, values: dict[str, Any]) -> None:
-        """The A/B test's progress (sample done, winner): kept on the campaign and audited."""
+        """The A/B test's progress (sample done, winner): kept on the campaign and audited.
+
+        Written once: with several shards the first one to decide wins, the others adopt it.
+        """
+        unset = [getattr(M.c, key).is_(None) for key in values]
         async with self.db.transaction() as conn:
-            await conn.execute(update(M).where(M.c.id == campaign_id).values(**values))
+            result = await conn.execute(
+                update(M).where(M.c.id == campaign_id, *unset).values(**values)
+            )
+            if not result.rowcount:
+                return
             await status_store.record_event(
                 conn,
                 CampaignKind.MESSAGE,
@@ -517,21 +550,99 @@ class MessagingRepository:
         after_id: int,
         limit: int,
         follow_up: list[dict[str, Any]] | None = None,
+        shard: int = 0,
+        shards: int = 1,
     ) -> list[dict[str, Any]]:
         """The next contacts by id with no delivery row for this campaign and not suppressed.
 
-        `follow_up`: conditions on engagement with other campaigns (segments.py).
+        `follow_up`: conditions on engagement with other campaigns (segments.py). With
+        shards, only this shard's contacts: `contact id % shards == shard` (stable).
         """
+        query = select(C.c.id, C.c.external_id, C.c.address, C.c.attributes).where(
+            C.c.id > after_id, self._eligible(campaign_id, audience_id, follow_up)
+        )
+        if shards > 1:
+            query = query.where(C.c.id % shards == shard)
         async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    select(C.c.id, C.c.external_id, C.c.address, C.c.attributes)
-                    .where(C.c.id > after_id, self._eligible(campaign_id, audience_id, follow_up))
-                    .order_by(C.c.id)
-                    .limit(limit)
-                )
-            ).all()
+            rows = (await conn.execute(query.order_by(C.c.id).limit(limit))).all()
         return [dict(r._mapping) for r in rows]
+
+    async def audience_size(self, audience_id: int) -> int:
+        async with self.db.read() as conn:
+            return int(
+                (
+                    await conn.execute(select(func.count()).where(C.c.audience_id == audience_id))
+                ).scalar_one()
+            )
+
+    async def claim_shard(
+        self,
+        campaign_id: int,
+        claims: list[tuple[int, str | None]],
+        lease: LeaseRef,
+        *,
+        enforce_limit: bool = False,
+    ) -> tuple[set[int], bool]:
+        """Claim for one shard under its lease epoch (fenced); (won, limit reached).
+
+        With `enforce_limit` (several shards share the campaign's limit) the claim takes the
+        campaign row's lock and claims no more than the limit leaves, counting every shard's
+        sent and in-flight rows.
+        """
+        if not claims:
+            return set(), False
+        now = utcnow()
+        values = [
+            {
+                "campaign_id": campaign_id,
+                "contact_id": cid,
+                "state": SENDING,
+                "attempts": 0,
+                "variant": variant,
+                "claimed_at": now,
+                "shard": lease.shard,
+                "epoch": lease.epoch,
+            }
+            for cid, variant in claims
+        ]
+        capped = False
+        # A row waiting for its retry is claimed too (attempts kept, under this epoch); any
+        # other row is not.
+        insert_ = self._insert_ignore(D)
+        statement = insert_.on_conflict_do_update(
+            index_elements=[D.c.campaign_id, D.c.contact_id],
+            set_={
+                "state": insert_.excluded.state,
+                "claimed_at": insert_.excluded.claimed_at,
+                "variant": insert_.excluded.variant,
+                "shard": insert_.excluded.shard,
+                "epoch": insert_.excluded.epoch,
+            },
+            where=D.c.state == RETRY,
+        ).returning(D.c.contact_id)
+        async with self.db.transaction() as conn:
+            await self.cluster.check(conn, lease)
+            if enforce_limit:
+                limit = (
+                    await conn.execute(
+                        select(M.c.recipient_limit).where(M.c.id == campaign_id).with_for_update()
+                    )
+                ).scalar_one()
+                used = (
+                    await conn.execute(
+                        select(func.count()).where(
+                            D.c.campaign_id == campaign_id, D.c.state.in_((SENT, SENDING))
+                        )
+                    )
+                ).scalar_one()
+                room = int(limit) - int(used)
+                if room < len(values):
+                    capped = True
+                    values = values[: max(0, room)]
+                if not values:
+                    return set(), True
+            won = set((await conn.execute(statement, values)).scalars().all())
+        return won, capped
 
     async def count_eligible(
         self, campaign_id: int, audience_id: int, follow_up: list[dict[str, Any]] | None = None
@@ -587,18 +698,26 @@ class MessagingRepository:
         """Give back claims that were never sent (stop, or a lowered limit)."""
         await self.settle([LedgerUpdate(campaign_id, [], contact_ids)])
 
-    async def settle(self, updates: list[LedgerUpdate]) -> None:
+    async def settle(self, updates: list[LedgerUpdate]) -> set[int]:
         """Outcomes and released claims of any number of campaigns, in one transaction.
 
         Outcomes are grouped by what they write (state, attempts, error): nearly all are
         "sent after 1 attempt", so a batch becomes a few UPDATE .. IN (..) statements rather
-        than one round trip per row.
+        than one round trip per row. An update whose lease epoch is no longer held is left
+        out; the indexes of those are returned.
         """
+        fenced: set[int] = set()
         if not any(u.outcomes or u.released for u in updates):
-            return
+            return fenced
         now = utcnow()
         async with self.db.transaction() as conn:
-            for u in updates:
+            for index, u in enumerate(updates):
+                if u.lease is not None:
+                    try:
+                        await self.cluster.check(conn, u.lease)
+                    except LeaseLost:
+                        fenced.add(index)
+                        continue
                 groups: dict[tuple[bool, int, str | None], list[int]] = {}
                 for o in u.outcomes:
                     groups.setdefault((o.ok, o.attempts, o.error), []).append(o.contact_id)
@@ -622,6 +741,7 @@ class MessagingRepository:
                             D.c.state == SENDING,
                         )
                     )
+        return fenced
 
     async def in_doubt(self, campaign_id: int, after_id: int, limit: int) -> list[dict[str, Any]]:
         """Claims left 'sending' by a crash, with their contacts, by contact id."""
@@ -642,6 +762,50 @@ class MessagingRepository:
             result = await conn.execute(
                 update(D)
                 .where(D.c.campaign_id == campaign_id, D.c.state == SENDING)
+                .values(state=FAILED, finished_at=utcnow(), last_error=reason)
+            )
+        return int(result.rowcount or 0)
+
+    @staticmethod
+    def _in_doubt_for(lease: LeaseRef, shards: int) -> Any:
+        """Claims of this shard left by an epoch that is not ours (only a gone one can be)."""
+        not_ours = or_(
+            D.c.shard.is_(None),
+            D.c.epoch.is_(None),
+            D.c.shard != lease.shard,
+            D.c.epoch != lease.epoch,
+        )
+        mine = D.c.contact_id % shards == lease.shard if shards > 1 else D.c.contact_id > 0
+        return and_(D.c.state == SENDING, mine, not_ours)
+
+    async def in_doubt_shard(
+        self, campaign_id: int, lease: LeaseRef, shards: int, after_id: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """Claims of this shard left in 'sending' by an epoch gone (crash, kill, lost lease)."""
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(C.c.id, C.c.external_id, C.c.address, C.c.attributes, D.c.variant)
+                    .join(D, D.c.contact_id == C.c.id)
+                    .where(
+                        D.c.campaign_id == campaign_id,
+                        self._in_doubt_for(lease, shards),
+                        C.c.id > after_id,
+                    )
+                    .order_by(C.c.id)
+                    .limit(limit)
+                )
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    async def settle_in_doubt_shard(
+        self, campaign_id: int, lease: LeaseRef, shards: int, reason: str
+    ) -> int:
+        async with self.db.transaction() as conn:
+            await self.cluster.check(conn, lease)
+            result = await conn.execute(
+                update(D)
+                .where(D.c.campaign_id == campaign_id, self._in_doubt_for(lease, shards))
                 .values(state=FAILED, finished_at=utcnow(), last_error=reason)
             )
         return int(result.rowcount or 0)

@@ -59,6 +59,7 @@ traffic_campaigns = Table(
     Column("request_timeout_seconds", Float, nullable=False, default=30.0),
     Column("status", String(20), nullable=False, default="draft"),
     Column("version", Integer, nullable=False, default=1),
+    Column("shards", Integer, nullable=False, default=1),
     # Runner bookkeeping: the database is the truth, so a restart knows what was generating.
     Column("generating", Boolean, nullable=False, default=False),
     Column("runner_id", String(64), nullable=True),
@@ -91,6 +92,12 @@ traffic_stats = Table(
     Column("p90_ms", Float, nullable=True),
     Column("p99_ms", Float, nullable=True),
     Column("max_ms", Float, nullable=True),
+    # The lease shard and epoch that wrote the window (NULL: written before revision 0008).
+    Column("shard", Integer, nullable=True),
+    Column("epoch", Integer, nullable=True),
+    # Failures by reason in the window (NULL: none, or written before revision 0008): the
+    # reasons outlive the runner, and every node's view adds them up.
+    Column("errors", JSON, nullable=True),
     # The most users with a request in flight at once in the window (NULL before 0005).
     Column("busy_users", Integer, nullable=True),
     # Per step (or request name): counts and encoded HDR histogram; checks; iterations.
@@ -167,6 +174,7 @@ message_campaigns = Table(
     Column("session", Text, nullable=True),
     Column("status", String(20), nullable=False, default="draft"),
     Column("version", Integer, nullable=False, default=1),
+    Column("shards", Integer, nullable=False, default=1),
     Column("sending", Boolean, nullable=False, default=False),
     Column("runner_id", String(64), nullable=True),
     Column("last_error", Text, nullable=True),
@@ -192,6 +200,10 @@ deliveries = Table(
     _ts("claimed_at", False),
     _ts("finished_at"),
     Column("last_error", Text, nullable=True),
+    # The lease shard and epoch of the claim: a 'sending' row of an epoch that is no longer
+    # held is in doubt; one of a live holder's epoch never is.
+    Column("shard", Integer, nullable=True),
+    Column("epoch", Integer, nullable=True),
     PrimaryKeyConstraint("campaign_id", "contact_id", name="pk_deliveries"),
     Index("ix_deliveries_campaign_state", "campaign_id", "state"),
     Index("ix_deliveries_campaign_state_contact", "campaign_id", "state", "contact_id"),
@@ -224,6 +236,43 @@ campaign_events = Table(
     Column("details", JSON, nullable=True),
     _ts("at", False),
     Index("ix_campaign_events_campaign", "campaign_kind", "campaign_id", "id"),
+)
+
+# The cluster (docs/deploy.md): every process that serves or runs campaigns, with heartbeats.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("role", String(20), nullable=False),
+    Column("engine", Boolean, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    _ts("started_at", False),
+    _ts("last_seen", False),
+)
+
+# One row per campaign shard (and one `leader` row): who runs it, under which epoch, until
+# when. Epochs only grow, so a claim or a write can be fenced on (holder, epoch).
+leases = Table(
+    "leases",
+    metadata,
+    Column("kind", String(10), nullable=False),
+    Column("campaign_id", BigInteger, nullable=False),
+    Column("shard", Integer, nullable=False),
+    Column("holder", String(200), nullable=True),
+    Column("epoch", Integer, nullable=False, default=0),
+    _ts("expires_at"),
+    Column("finished", Boolean, nullable=False, default=False),
+    Column("active_seconds", Float, nullable=False, default=0.0),
+    PrimaryKeyConstraint("kind", "campaign_id", "shard", name="pk_leases"),
+)
+
+# Send slots shared by every node (a GCRA in SQL): the next free instant, in epoch seconds.
+rate_slots = Table(
+    "rate_slots",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("next_free", Float, nullable=False),
 )
 
 # Tracked links: each distinct URL a campaign's messages carried, by id (tokens name the id).

@@ -24,9 +24,11 @@ from sqlalchemy import (
 
 from campaignd.domain import lifecycle
 from campaignd.domain.errors import NotFound
+from campaignd.domain.leases import LeaseRef
 from campaignd.domain.lifecycle import CampaignUse
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
+from campaignd.store.cluster_repo import ClusterRepository, LeaseLost
 from campaignd.store.db import Database, iso, utcnow
 from campaignd.store.rows import to_dict
 from campaignd.store.tables import traffic_campaigns, traffic_profiles, traffic_stats
@@ -51,6 +53,8 @@ class PendingWindow:
     window: WindowStats
     target_rpm: float
     active_seconds: float
+    # The shard epoch that measured it: the window is written only while that is held.
+    lease: LeaseRef | None = None
 
 
 def window_percentiles(histogram: HdrHistogram) -> dict[str, float | None]:
@@ -82,6 +86,8 @@ def _merged(rows: Sequence[Any]) -> WindowStats:
         total.latency_sum_us += row.latency_sum_us
         if row.histogram:
             total.histogram.add(decode_histogram(row.histogram))
+        if row.errors:
+            total.errors.update(row.errors)
         total.steps_from_json(row.step_stats)
     return total
 
@@ -120,6 +126,7 @@ class TrafficRepository:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.cluster = ClusterRepository(db)
 
     # profiles -------------------------------------------------------------------------
     async def create_profile(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -350,14 +357,31 @@ class TrafficRepository:
             rows = (await conn.execute(select(T).where(T.c.generating.is_(True)))).all()
         return [to_dict(r) for r in rows]  # type: ignore[misc]
 
-    async def record_windows(self, batch: list[PendingWindow]) -> None:
-        """Insert many windows and move each campaign's active time, in one transaction."""
+    async def record_windows(self, batch: list[PendingWindow]) -> set[tuple[str, int, int]]:
+        """Insert many windows and move each campaign's active time, in one transaction.
+
+        Windows of a lease epoch that is no longer held are dropped (fenced): their shard
+        now belongs to another node. The keys of such leases are returned.
+        """
+        fenced: set[tuple[str, int, int]] = set()
         if not batch:
-            return
-        latest: dict[int, float] = {}
-        for item in batch:
-            latest[item.campaign_id] = item.active_seconds
+            return fenced
         async with self.db.transaction() as conn:
+            leases = {item.lease for item in batch if item.lease is not None}
+            for lease in leases:
+                try:
+                    await self.cluster.check(conn, lease)
+                except LeaseLost:
+                    fenced.add(lease.key)
+            kept = [i for i in batch if i.lease is None or i.lease.key not in fenced]
+            if not kept:
+                return fenced
+            latest: dict[int, float] = {}
+            shard_clock: dict[LeaseRef, float] = {}
+            for item in kept:
+                latest[item.campaign_id] = item.active_seconds
+                if item.lease is not None:
+                    shard_clock[item.lease] = item.active_seconds
             await conn.execute(
                 insert(traffic_stats),
                 [
@@ -373,11 +397,14 @@ class TrafficRepository:
                         "histogram": (
                             item.window.histogram.encode().decode() if item.window.total else None
                         ),
+                        "shard": item.lease.shard if item.lease else None,
+                        "epoch": item.lease.epoch if item.lease else None,
+                        "errors": dict(item.window.errors) or None,
                         **window_percentiles(item.window.histogram),
                         "busy_users": item.window.busy_users,
                         "step_stats": item.window.steps_to_json(),
                     }
-                    for item in batch
+                    for item in kept
                 ],
             )
             await conn.execute(
@@ -386,11 +413,89 @@ class TrafficRepository:
                 .values(active_seconds=bindparam("active")),
                 [{"cid": cid, "active": active} for cid, active in latest.items()],
             )
+            for lease, active in shard_clock.items():
+                await self.cluster.note_active_seconds(conn, lease, active)
+        return fenced
+
+    async def note_runner(self, campaign_id: int, runner_id: str) -> None:
+        """The runner now generating (a shard of) the campaign, for views and the audit."""
+        async with self.db.transaction() as conn:
+            await conn.execute(update(T).where(T.c.id == campaign_id).values(runner_id=runner_id))
+            await status_store.record_event(
+                conn,
+                CampaignKind.TRAFFIC,
+                campaign_id,
+                "generation_started",
+                details={"runner_id": runner_id},
+            )
+
+    async def start_generating(self, campaign_id: int, *, fresh: bool) -> bool:
+        """Ask the cluster to generate: the desired flag every node follows.
+
+        A fresh start is a compare-and-set (running, not yet generating): of two concurrent
+        requests one wins. False when it lost.
+        """
+        values: dict[str, Any] = {"generating": True, "version": T.c.version + 1}
+        where = [T.c.id == campaign_id]
+        if fresh:
+            values.update(start_time=utcnow(), active_seconds=0.0, last_error=None)
+            where += [T.c.generating.is_(False), T.c.status == CampaignStatus.RUNNING.value]
+        async with self.db.transaction() as conn:
+            result = await conn.execute(update(T).where(*where).values(**values))
+        return bool(result.rowcount)
+
+    async def wanted_campaigns(self) -> list[dict[str, Any]]:
+        """Campaigns some node should be generating (running or paused, with the flag)."""
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(T).where(
+                        T.c.generating.is_(True),
+                        T.c.status.in_((CampaignStatus.RUNNING.value, CampaignStatus.PAUSED.value)),
+                    )
+                )
+            ).all()
+        return [to_dict(r) for r in rows]  # type: ignore[misc]
+
+    async def campaigns_by_id(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        if not ids:
+            return {}
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(T).where(T.c.id.in_(ids)))).all()
+        return {r.id: to_dict(r) for r in rows}  # type: ignore[misc]
+
+    async def windows_after(self, campaign_id: int, after_id: int) -> list[Any]:
+        """Stats windows with ids above `after_id`, for an incremental merge of the totals."""
+        S = traffic_stats
+        async with self.db.read() as conn:
+            return list(
+                (
+                    await conn.execute(
+                        select(
+                            S.c.id,
+                            S.c.window_seconds,
+                            S.c.requests_succeeded,
+                            S.c.requests_failed,
+                            S.c.requests_dropped,
+                            S.c.latency_sum_us,
+                            S.c.histogram,
+                            S.c.errors,
+                            S.c.step_stats,
+                        )
+                        .where(S.c.campaign_id == campaign_id, S.c.id > after_id)
+                        .order_by(S.c.id)
+                    )
+                ).all()
+            )
 
     async def record_window(
         self, campaign_id: int, window: WindowStats, target_rpm: float, active_seconds: float
     ) -> None:
         await self.record_windows([PendingWindow(campaign_id, window, target_rpm, active_seconds)])
+
+    @staticmethod
+    def merge_rows(rows: Sequence[Any]) -> WindowStats:
+        return _merged(rows)
 
     async def cumulative_stats(self, campaign_id: int) -> WindowStats:
         """Every persisted window of the campaign merged into one.
@@ -409,6 +514,7 @@ class TrafficRepository:
                         S.c.requests_dropped,
                         S.c.latency_sum_us,
                         S.c.histogram,
+                        S.c.errors,
                         S.c.step_stats,
                     )
                     .where(S.c.campaign_id == campaign_id)

@@ -46,8 +46,12 @@ class Generation:
         paused: bool = False,
         totals: WindowStats | None = None,
         on_window: OnWindow | None = None,
+        shard: int = 0,
+        shards: int = 1,
     ) -> None:
         self.plan = plan
+        self.shard = shard
+        self.shards = shards
         self.start_rpm = plan.rate_per_second * 60.0
         self.stages = tuple(stages)
         self.requests_per_minute = self.start_rpm
@@ -111,7 +115,7 @@ class Generation:
     # running --------------------------------------------------------------------------
     async def run(self) -> Ending:
         """Generate until the duration is spent or a stop is requested; always release."""
-        workers = make_workers(self.plan, self.worker_count, self._drain)
+        workers = make_workers(self.plan, self.worker_count, self._drain, self.shard, self.shards)
         if self.stages:
             self.requests_per_minute = self.current_rpm()
             workers.set_rate(self.requests_per_minute / 60.0)

@@ -70,17 +70,22 @@ class Workers(Protocol):
     async def stop(self) -> None: ...
 
 
-def make_workers(plan: LoadPlan, count: int, drain_seconds: float) -> Workers:
+def make_workers(
+    plan: LoadPlan, count: int, drain_seconds: float, shard: int = 0, shards: int = 1
+) -> Workers:
+    """`shard` of `shards` takes its 1/shards of the rate and of the users (cluster shards)."""
     if count <= 1:
-        return InProcessWorkers(plan, drain_seconds)
-    return ProcessWorkers(plan, count, drain_seconds)
+        return InProcessWorkers(plan, drain_seconds, shard, shards)
+    return ProcessWorkers(plan, count, drain_seconds, shard, shards)
 
 
 class InProcessWorkers:
     """One LoadWorker on the caller's loop (small rates: no process to start)."""
 
-    def __init__(self, plan: LoadPlan, drain_seconds: float) -> None:
-        self.worker = LoadWorker(plan)
+    def __init__(
+        self, plan: LoadPlan, drain_seconds: float, shard: int = 0, shards: int = 1
+    ) -> None:
+        self.worker = LoadWorker(plan, worker_index=shard, workers=shards)
         self._drain = drain_seconds
         self._task: asyncio.Task[None] | None = None
 
@@ -118,9 +123,14 @@ class InProcessWorkers:
 class ProcessWorkers:
     """N worker processes; their windows merge here (HDR add: exact, p99 <= max)."""
 
-    def __init__(self, plan: LoadPlan, count: int, drain_seconds: float) -> None:
+    def __init__(
+        self, plan: LoadPlan, count: int, drain_seconds: float, shard: int = 0, shards: int = 1
+    ) -> None:
         self.plan = plan
         self.count = count
+        # Worker i of this shard is worker shard + i * shards of all the campaign's workers.
+        self._shard = shard
+        self._shards = shards
         self._drain = drain_seconds
         self._rate = plan.rate_per_second
         self._deadline: float | None = None
@@ -150,7 +160,13 @@ class ProcessWorkers:
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(
                     target=run_child,
-                    args=(child, self.plan, index, self.count, self._drain),
+                    args=(
+                        child,
+                        self.plan,
+                        self._shard + index * self._shards,
+                        self.count * self._shards,
+                        self._drain,
+                    ),
                     name=f"campaignd-load-{index}",
                     daemon=True,
                 )

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from campaignd.domain.errors import CampaignError
+from campaignd.domain.leases import LeaseRef
 from campaignd.domain.stages import parse_stages
 from campaignd.domain.statuses import Actor, CampaignStatus
 from campaignd.engine.stats_writer import StatsWriter
@@ -25,6 +26,14 @@ from campaignd.traffic.stats import WindowStats, summarize
 
 # A runner stopped for a shutdown stays marked as generating, so the restart resumes it.
 SHUTDOWN = "shutdown"
+# Stopped because its shard moved (lease lost, or handed to another node): the campaign's
+# row is left alone, whoever holds the shard now carries on.
+HANDOVER = "handover"
+LEASE_LOST = "lease lost"
+LEAVES_CAMPAIGN_ALONE = frozenset({SHUTDOWN, HANDOVER, LEASE_LOST})
+# What a runner that ended by itself does to its campaign (the engine decides: one shard's
+# end completes the campaign only when every shard is done).
+Conclude = Callable[["TrafficRunner", CampaignStatus, str | None], Awaitable[None]]
 # How long a finishing runner waits out a database outage to record its end.
 FINISH_RETRY_SECONDS = 30.0
 
@@ -44,9 +53,18 @@ class TrafficRunner:
         paused: bool = False,
         drain_seconds: float = 0.5,
         workers_setting: int = 1,
+        lease: LeaseRef | None = None,
+        shards: int = 1,
+        conclude: Conclude | None = None,
     ) -> None:
         self.campaign_id: int = campaign["id"]
-        self.runner_id = f"runner-{self.campaign_id}-{uuid.uuid4().hex[:8]}"
+        self.lease = lease
+        self.shard = lease.shard if lease else 0
+        self.shards = shards
+        self.version = int(campaign.get("version") or 0)
+        self._conclude = conclude
+        suffix = f"-s{self.shard}" if shards > 1 else ""
+        self.runner_id = f"runner-{self.campaign_id}{suffix}-{uuid.uuid4().hex[:8]}"
         self.repo = repo
         self.writer = writer
         self.start_time: datetime = utcnow()
@@ -72,6 +90,8 @@ class TrafficRunner:
             paused=paused,
             totals=prior,
             on_window=self._record,
+            shard=self.shard,
+            shards=shards,
         )
         self.generation.worker_count = worker_count(workers_setting, self.generation.peak_rate)
         self._task: asyncio.Task[None] | None = None
@@ -105,7 +125,7 @@ class TrafficRunner:
         return bool(self.generation.stages)
 
     async def start(self) -> None:
-        await self.repo.mark_generating(self.campaign_id, self.runner_id, self.start_time)
+        await self.repo.note_runner(self.campaign_id, self.runner_id)
         self._task = asyncio.create_task(self._run(), name=self.runner_id)
         log_event(
             "traffic.runner_started",
@@ -167,7 +187,13 @@ class TrafficRunner:
     async def _record(self, window: WindowStats) -> None:
         # Handed to the process-wide writer: never blocks generation, survives an outage.
         self.writer.submit(
-            PendingWindow(self.campaign_id, window, self.requests_per_minute, self.active_seconds)
+            PendingWindow(
+                self.campaign_id,
+                window,
+                self.requests_per_minute,
+                self.active_seconds,
+                self.lease,
+            )
         )
 
     async def _flush_all(self) -> None:
@@ -193,15 +219,23 @@ class TrafficRunner:
         last_error = {"last_error": str(error)} if error else {}
         try:
             await self._retry_while_unavailable(self._flush_all)
-            if outcome is not None:
+            if outcome is not None and self._conclude is not None:
+                conclude = self._conclude
+                await self._retry_while_unavailable(
+                    lambda: conclude(self, outcome, str(error) if error else None)
+                )
+            elif outcome is not None:
                 with contextlib.suppress(CampaignError):
                     await self._retry_while_unavailable(
                         lambda: self.repo.transition(
                             self.campaign_id, outcome, Actor.SYSTEM, **last_error
                         )
                     )
-            # A shutdown leaves the campaign marked as generating, so a restart resumes it.
-            if self._stop_reason != SHUTDOWN or outcome is not None:
+            # A shutdown or a handover leaves the campaign marked as generating, so the
+            # next holder (or the restart) resumes it; a stop was written by the operator.
+            # (In a cluster the operator's stop already cleared the flag: see engine/.)
+            stopped_here = self._conclude is None and self._stop_reason not in LEAVES_CAMPAIGN_ALONE
+            if outcome is None and stopped_here:
                 await self._retry_while_unavailable(
                     lambda: self.repo.clear_generating(
                         self.campaign_id, reason=reason, error=str(error) if error else None

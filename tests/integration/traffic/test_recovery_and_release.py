@@ -57,12 +57,14 @@ async def test_runner_releases_tasks_and_sockets(
 ) -> None:
     duration = 1.0 / 60 if ending == "completed" else 1.0
     campaign = await _new_campaign(services, target, duration_minutes=duration)
-    runner = await services.traffic_supervisor.generate(campaign)
+    await services.traffic_app.generate(campaign)
+    runner = services.traffic_supervisor.runner(campaign)
+    assert runner is not None
     await asyncio.sleep(0.6)
     assert _connections_to(target.port), "the runner should hold pooled connections while running"
     if ending == "stopped":
         started = time.monotonic()
-        await services.traffic_supervisor.change_status(campaign, CampaignStatus.STOPPED)
+        await services.traffic_app.change_status(campaign, CampaignStatus.STOPPED)
         assert time.monotonic() - started < 1.0
     else:
         for _ in range(50):

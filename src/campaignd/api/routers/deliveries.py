@@ -72,7 +72,7 @@ async def deliveries(
     await svc.messaging.get_campaign(campaign_id)
     if q is not None:
         q = require_storable(q, "q").strip() or None
-    operations = svc.message_supervisor.operations
+    operations = svc.message_app.operations
     if format == "csv":
         name = f"campaign-{campaign_id}-deliveries.csv"
 
@@ -109,7 +109,7 @@ async def deliveries(
     ),
 )
 async def retry_failed(campaign_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
-    return await svc.message_supervisor.retry_failed(campaign_id)
+    return await svc.message_app.retry_failed(campaign_id)
 
 
 @router.post(
@@ -136,7 +136,7 @@ async def test_send(
             raise InvalidInput(
                 f"Field 'addresses.{index}' must be an address.", field=f"addresses.{index}"
             )
-    return await svc.message_supervisor.send_test(
+    return await svc.message_app.send_test(
         campaign_id,
         addresses=body.addresses,
         external_ids=body.external_ids,
@@ -154,7 +154,7 @@ async def bounce(body: BounceCreate, svc: Services = Depends(services)) -> dict[
         raise InvalidInput("Field 'address' must be an address.", field="address")
     if body.campaign_id is not None:
         await svc.messaging.get_campaign(body.campaign_id)
-    recorded = await svc.message_supervisor.bounces.record(
+    recorded = await svc.message_app.bounces.record(
         body.address, body.type, body.reason, body.campaign_id
     )
     return {

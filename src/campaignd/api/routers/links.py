@@ -21,7 +21,7 @@ async def follow(token: str, svc: Services = Depends(services)) -> RedirectRespo
     decoded = links.decode_token(token, svc.box.verify)
     if decoded is None:
         raise NotFound("This link is not valid.")
-    operations = svc.message_supervisor.operations
+    operations = svc.message_app.operations
     url = await operations.link_url(decoded.campaign_id, decoded.link_id)
     if url is None:  # signed by us, but its campaign was deleted since
         raise NotFound("This link is not valid.")

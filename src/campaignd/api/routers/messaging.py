@@ -120,7 +120,7 @@ async def patch_account(
     if not changes:
         return _account_view(svc, row)
     updated = await svc.messaging.update_account(account_id, changes)
-    svc.message_supervisor.account_edited(updated)
+    await svc.message_app.account_edited(updated)
     return _account_view(svc, updated)
 
 
@@ -172,7 +172,7 @@ async def list_audiences(
 )
 async def delete_audience(audience_id: IdPath, svc: Services = Depends(services)) -> Response:
     await svc.messaging.delete_audience(audience_id)
-    svc.message_supervisor.forget_reachable()
+    svc.message_app.forget_reachable()
     return Response(status_code=204)
 
 
@@ -205,7 +205,7 @@ async def _import(
     """Screen every row first, then store the good ones in one transaction (all or nothing)."""
     kept, report = contacts.screen(rows)
     inserted = await svc.messaging.add_contacts(audience_id, kept)
-    svc.message_supervisor.forget_reachable()
+    svc.message_app.forget_reachable()
     return {
         "imported": inserted,
         "duplicates": report.duplicates + len(kept) - inserted,
@@ -292,7 +292,7 @@ async def list_contacts(
 )
 async def suppress(body: SuppressionCreate, svc: Services = Depends(services)) -> dict[str, Any]:
     row = await svc.messaging.suppress(body.address, body.reason)
-    svc.message_supervisor.forget_reachable()
+    svc.message_app.forget_reachable()
     return row
 
 
@@ -308,13 +308,13 @@ async def list_suppressions(
 @router.delete("/suppressions/{address}", status_code=204, summary="Lift a suppression")
 async def unsuppress(address: str, svc: Services = Depends(services)) -> Response:
     await svc.messaging.unsuppress(require_storable(address, "address"))
-    svc.message_supervisor.forget_reachable()
+    svc.message_app.forget_reachable()
     return Response(status_code=204)
 
 
 # campaigns ----------------------------------------------------------------------------
 async def campaign_view(svc: Services, campaign_id: int) -> dict[str, Any]:
-    rows = await svc.message_supervisor.describe([await svc.messaging.get_campaign(campaign_id)])
+    rows = await svc.message_app.describe([await svc.messaging.get_campaign(campaign_id)])
     return rows[0]
 
 
@@ -333,8 +333,8 @@ async def _check_design(
     segment: Any,
 ) -> None:
     """Templates render for a sample contact; variants, A/B test and segment make sense."""
-    sample = await svc.message_supervisor.sample_contact(audience_id)
-    checker = svc.message_supervisor.templates
+    sample = await svc.message_app.sample_contact(audience_id)
+    checker = svc.message_app.templates
     for field, text in texts.items():
         if text:
             await checker.check(text, field, sample)
@@ -345,7 +345,7 @@ async def _check_design(
         raise InvalidInput("Variant names must be unique.", field="variants")
     if ab_test is not None and len(variants or []) < 2:
         raise InvalidInput("An A/B test needs at least two variants.", field="ab_test")
-    await svc.message_supervisor.check_follow_up(audience_id, segments.validate(segment))
+    await svc.message_app.check_follow_up(audience_id, segments.validate(segment))
 
 
 @router.post("/campaigns", status_code=201, response_model=Campaign, summary="Create a campaign")
@@ -364,7 +364,7 @@ async def create_campaign(
         body.segment,
     )
     start_at = _utc(body.start_at)
-    row = await svc.messaging.create_campaign(
+    row = await svc.message_app.create(
         {
             "name": body.name,
             "account_id": body.account_id,
@@ -378,12 +378,11 @@ async def create_campaign(
             "ab_test": body.ab_test.model_dump() if body.ab_test else None,
             "start_at": start_at,
             "send_window": windows.validate(body.send_window),
+            "shards": body.shards,
             "max_consecutive_failures": body.max_consecutive_failures,
             "track_links": bool(body.track_links),
         }
     )
-    if start_at is not None:
-        await svc.message_supervisor.schedule(row["id"])
     return await campaign_view(svc, row["id"])
 
 
@@ -425,7 +424,7 @@ async def list_campaigns(
     svc: Services = Depends(services),
 ) -> list[dict[str, Any]]:
     rows = await svc.messaging.list_campaigns(status.value if status else None, archived)
-    return await svc.message_supervisor.describe(rows)
+    return await svc.message_app.describe(rows)
 
 
 @router.get("/campaigns/{campaign_id}", response_model=Campaign, summary="Get a campaign")
@@ -483,18 +482,18 @@ async def patch_campaign(
             changes.get("ab_test", campaign.get("ab_test")),
             changes.get("segment"),
         )
-        await svc.message_supervisor.edit(campaign_id, changes)
+        await svc.message_app.edit(campaign_id, changes)
     return await campaign_view(svc, campaign_id)
 
 
 @router.delete("/campaigns/{campaign_id}", status_code=204, summary="Delete a campaign")
 async def delete_campaign(campaign_id: IdPath, svc: Services = Depends(services)) -> Response:
-    await svc.message_supervisor.delete(campaign_id)
+    await svc.message_app.delete(campaign_id)
     return Response(status_code=204)
 
 
 async def act(svc: Services, campaign_id: int, action: str) -> dict[str, Any]:
-    previous = await svc.message_supervisor.act(campaign_id, action)
+    previous = await svc.message_app.act(campaign_id, action)
     current = await svc.messaging.get_campaign(campaign_id)
     return {
         "campaign_id": campaign_id,
@@ -557,8 +556,8 @@ async def report(
         "per_variant": per_variant,
         "ab_test": ab_test_report(view, per_variant),
         "failures_by_reason": await svc.messaging.failure_reasons(campaign_id),
-        "links": await svc.message_supervisor.operations.link_report(campaign_id),
-        "bounces": await svc.message_supervisor.operations.bounce_counts(campaign_id),
+        "links": await svc.message_app.operations.link_report(campaign_id),
+        "bounces": await svc.message_app.operations.bounce_counts(campaign_id),
         "bucket_seconds": bucket_seconds,
         "series": [
             {"at": datetime.fromtimestamp(p["bucket"], UTC).isoformat().replace("+00:00", "Z"), **p}
@@ -640,10 +639,10 @@ async def preview(body: PreviewRequest, svc: Services = Depends(services)) -> di
     sample = None
     if body.audience_id is not None:
         await svc.messaging.get_audience(body.audience_id)
-        sample = await svc.message_supervisor.sample_contact(body.audience_id)
+        sample = await svc.message_app.sample_contact(body.audience_id)
     contact = sample or {"external_id": "sample", "address": "sample@example.com", "attributes": {}}
     try:
-        rendered = await svc.message_supervisor.templates.preview(body.message, contact)
+        rendered = await svc.message_app.templates.preview(body.message, contact)
     except InvalidInput as exc:
         return {"rendered": None, "contact": contact, "error": exc.message}
     return {"rendered": rendered, "contact": contact, "error": None}

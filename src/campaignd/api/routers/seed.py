@@ -52,7 +52,7 @@ async def campaign_data_alias(
 async def _update(svc: Services, campaign_id: int, body: SeedUpdate) -> dict[str, Any]:
     changes = edit_changes(body)
     if changes:
-        await svc.message_supervisor.edit(campaign_id, changes)
+        await svc.message_app.edit(campaign_id, changes)
     return {
         "success": True,
         "message": "Campaign updated successfully",

@@ -116,12 +116,7 @@ async def unarchive_profile(
 
 
 def _campaign_view(svc: Services, row: dict[str, Any]) -> dict[str, Any]:
-    runner = svc.traffic_supervisor.runner(row["id"])
-    return {
-        **row,
-        "traffic_generation_active": runner is not None,
-        "thread_id": runner.runner_id if runner else row.get("runner_id"),
-    }
+    return svc.traffic_app.view(row)
 
 
 @router.post(
@@ -130,10 +125,7 @@ def _campaign_view(svc: Services, row: dict[str, Any]) -> dict[str, Any]:
 async def create_campaign(
     body: TrafficCampaignCreate, svc: Services = Depends(services)
 ) -> dict[str, Any]:
-    data = body.model_dump()
-    data["target_url"] = await svc.guard.check(data["target_url"])
-    await svc.traffic.get_profiles(data["user_profile_ids"])
-    return _campaign_view(svc, await svc.traffic.create_campaign(data))
+    return _campaign_view(svc, await svc.traffic_app.create(body.model_dump()))
 
 
 @router.get("/campaigns", response_model=list[TrafficCampaign], summary="List campaigns")
@@ -160,19 +152,12 @@ async def patch_campaign(
     data = body.model_dump(exclude_unset=True, exclude_none=True)
     if body.stages:  # the validator derived the duration from them
         data["duration_minutes"] = body.duration_minutes
-    await svc.traffic.get_campaign(campaign_id)
-    if "target_url" in data:
-        data["target_url"] = await svc.guard.check(data["target_url"])
-    if "user_profile_ids" in data:
-        await svc.traffic.get_profiles(data["user_profile_ids"])
-    if not data:
-        return _campaign_view(svc, await svc.traffic.get_campaign(campaign_id))
-    return _campaign_view(svc, await svc.traffic_supervisor.edit(campaign_id, data))
+    return _campaign_view(svc, await svc.traffic_app.edit(campaign_id, data))
 
 
 @router.delete("/campaigns/{campaign_id}", status_code=204, summary="Delete a campaign")
 async def delete_campaign(campaign_id: IdPath, svc: Services = Depends(services)) -> Response:
-    await svc.traffic_supervisor.delete(campaign_id)
+    await svc.traffic_app.delete(campaign_id)
     return Response(status_code=204)
 
 
@@ -213,7 +198,7 @@ async def put_status(
     campaign_id: IdPath, body: StatusChange, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     requested = parse_status(body.status)
-    previous = await svc.traffic_supervisor.change_status(campaign_id, requested)
+    previous = await svc.traffic_app.change_status(campaign_id, requested)
     return {
         "campaign_id": campaign_id,
         "status": requested.value,
@@ -234,15 +219,16 @@ def _config(campaign: dict[str, Any], profiles: list[dict[str, Any]]) -> dict[st
 
 @router.post("/generate", response_model=GenerateStarted, summary="Start traffic generation")
 async def generate(body: GenerateRequest, svc: Services = Depends(services)) -> dict[str, Any]:
-    runner = await svc.traffic_supervisor.generate(body.campaign_id)
-    campaign = await svc.traffic.get_campaign(body.campaign_id)
+    campaign = await svc.traffic_app.generate(body.campaign_id)
     profiles = await svc.traffic.get_profiles(campaign["user_profile_ids"])
     return {
         "success": True,
         "message": "Traffic generation started successfully",
         "campaign_id": body.campaign_id,
         "status": "running",
-        "thread_id": runner.runner_id,
+        # The runner's id once a node has taken the campaign (within about 2 s), else a
+        # placeholder: generation starts as soon as a node is free.
+        "thread_id": campaign.get("runner_id") or f"pending-{body.campaign_id}",
         "config": _config(campaign, profiles),
     }
 
@@ -251,17 +237,19 @@ async def generate(body: GenerateRequest, svc: Services = Depends(services)) -> 
 async def info(campaign_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
     campaign = await svc.traffic.get_campaign(campaign_id)
     chosen = await svc.traffic.get_profiles(list(campaign["user_profile_ids"]))
-    runner = svc.traffic_supervisor.runner(campaign_id)
+    view = svc.traffic_app.view(campaign)
     return {
         "campaign_id": campaign_id,
         "name": campaign["name"],
         "status": campaign["status"],
         "target_url": campaign["target_url"],
         "config": _config(campaign, chosen),
-        "traffic_generation_active": runner is not None,
-        "thread_id": runner.runner_id if runner else campaign.get("runner_id"),
+        "traffic_generation_active": view["traffic_generation_active"],
+        "thread_id": view["thread_id"],
         "start_time": campaign["start_time"],
-        "stats": await svc.traffic_supervisor.stats(campaign),
+        "stats": await svc.traffic_app.stats(campaign),
+        "shards": campaign.get("shards") or 1,
+        "nodes": await svc.traffic_app.nodes(campaign_id),
     }
 
 
@@ -335,7 +323,7 @@ async def report(
     if bucket_seconds is None:
         bucket_seconds = await _report_bucket(svc, campaign_id)
     points = await svc.traffic.stats_series(campaign_id, 1_000_000, bucket_seconds)
-    stats = await svc.traffic_supervisor.stats(campaign)
+    stats = await svc.traffic_app.stats(campaign)
     body = {
         "campaign": _campaign_view(svc, campaign),
         "stats": stats,

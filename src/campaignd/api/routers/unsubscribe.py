@@ -54,7 +54,7 @@ async def unsubscribe(
     """Also the RFC 8058 one-click target (List-Unsubscribe-Post)."""
     address = await _address(svc, campaign_id, contact_id, token)
     await svc.messaging.suppress(address, f"unsubscribed from campaign {campaign_id}")
-    svc.message_supervisor.forget_reachable()
+    svc.message_app.forget_reachable()
     with contextlib.suppress(NotFound):  # the campaign may be deleted since it sent the link
         await svc.messaging.get_campaign(campaign_id)
         await svc.messaging.engage(campaign_id, contact_id, "unsubscribe")

@@ -145,6 +145,13 @@ class CampaignCreate(RequestBody):
     subject: str | None = Field(default=None, max_length=1000)
     limit: int = Field(ge=0, le=1_000_000_000, description="At most this many recipients.")
     rate_per_minute: float | None = RATE
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Split the recipients over this many shards, each sent by one node; the "
+        "rate and the limit hold for the whole campaign.",
+    )
     segment: Any = Field(default=None, description="Conditions over contact attributes.")
     variants: list[Variant] | None = Field(default=None, min_length=1, max_length=20)
     ab_test: ABTest | None = Field(
@@ -170,6 +177,7 @@ class CampaignPatch(RequestBody):
     subject: str | None = Field(default=None, max_length=1000)
     limit: int | None = Field(default=None, ge=0, le=1_000_000_000)
     rate_per_minute: float | None = RATE
+    shards: int | None = Field(default=None, ge=1, le=256)
     send_window: dict[str, Any] | None = None
     max_consecutive_failures: int | None = FAILURES_IN_A_ROW
     account_id: IdField | None = None
@@ -203,6 +211,10 @@ class Campaign(BaseModel):
     status: str
     sending: bool
     runner_id: str | None
+    shards: int = 1
+    nodes: list[dict[str, Any]] = Field(
+        default_factory=list, description="Which node sends each shard now."
+    )
     sent_count: int
     failed_count: int
     sending_count: int

@@ -214,6 +214,14 @@ def stage_minutes(stages: list[Stage]) -> float:
     return total
 
 
+SHARDS = Field(
+    default=1,
+    ge=1,
+    le=256,
+    description="Split the rate over this many shards, each run by one node of the cluster.",
+)
+
+
 class TrafficCampaignCreate(RequestBody):
     name: NameText
     target_url: str = Field(
@@ -230,6 +238,7 @@ class TrafficCampaignCreate(RequestBody):
     total_users: int = USERS
     request_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     stages: list[Stage] | None = STAGES
+    shards: int = SHARDS
 
     _target = field_validator("target_url")(staticmethod(target_url_path))
 
@@ -251,6 +260,7 @@ class TrafficCampaignPatch(RequestBody):
     total_users: int | None = Field(default=None, ge=1, le=1_000_000)
     request_timeout_seconds: float | None = Field(default=None, gt=0, le=600)
     stages: list[Stage] | None = STAGES
+    shards: int | None = Field(default=None, ge=1, le=256)
 
     _target = field_validator("target_url")(staticmethod(target_url_path))
 
@@ -271,6 +281,7 @@ class TrafficCampaign(BaseModel):
     total_users: int
     request_timeout_seconds: float
     stages: list[Stage] | None = None
+    shards: int = 1
     status: str
     last_error: str | None = None
     traffic_generation_active: bool
@@ -352,6 +363,11 @@ class TrafficStats(BaseModel):
     busy_users: int = Field(default=0, description="Users with a request in flight now.")
 
 
+class ShardHolder(BaseModel):
+    shard: int
+    node: str | None
+
+
 class TrafficInfo(BaseModel):
     campaign_id: int
     name: str
@@ -362,3 +378,7 @@ class TrafficInfo(BaseModel):
     thread_id: str | None
     start_time: str | None
     stats: TrafficStats
+    shards: int = 1
+    nodes: list[ShardHolder] = Field(
+        default_factory=list, description="Which node generates each shard now."
+    )

@@ -4,6 +4,7 @@ import { esc, markWideTables, render, setTitle } from "./dom.js";
 import { editMessageView, editTrafficView, newMessageView, newTrafficView } from "./editor.js";
 import { listView } from "./list.js";
 import { monitorView } from "./monitor.js";
+import { nodesView } from "./nodes.js";
 import { reportView } from "./report.js";
 import { setupView } from "./setup.js";
 
@@ -18,6 +19,7 @@ const ROUTES = [
   [/^#\/traffic\/(\d+)\/edit$/, "list", (m) => editTrafficView(Number(m[1]))],
   [/^#\/messages\/(\d+)\/edit$/, "list", (m) => editMessageView(Number(m[1]))],
   [/^#\/setup$/, "setup", () => setupView()],
+  [/^#\/nodes$/, "nodes", (m, signal) => nodesView(signal)],
   [/^#\/(traffic|messages)\/(\d+)$/, "list", (m, signal) => monitorView(m[1], Number(m[2]), signal)],
   [/^#\/(traffic|messages)\/(\d+)\/report$/, "list", (m, signal) => reportView(m[1], Number(m[2]), signal)],
 ];

@@ -3,6 +3,7 @@
 // every second. #monitor-extra is left for other panels (e.g. recipients) to hook into.
 import { api, download } from "./api.js";
 import { messageChart, trafficCharts } from "./chart.js";
+import { holdersText } from "./nodes.js";
 import {
   badge, confirmAction, duration, esc, markWideTables, number, render, setTitle, showError,
   showFieldErrors, whilePending,
@@ -221,6 +222,7 @@ export async function monitorView(kindName, id, signal) {
     <p><a href="#/">← All campaigns</a></p>
     <h1 id="campaign-name">Campaign ${esc(id)}</h1>
     <p>Status: <span id="campaign-status" aria-live="polite"></span> <span id="archived-note" class="hint" hidden>(archived)</span></p>
+    <p>Running on: <span id="campaign-nodes"></span></p>
     <p id="campaign-problem" class="problem" role="status" hidden></p>
     <ul id="campaign-warnings" class="warnings" role="status" hidden></ul>
     <div class="actions" id="actions"></div>
@@ -392,6 +394,7 @@ export async function monitorView(kindName, id, signal) {
       setTitle(campaign.name);
       document.getElementById("campaign-name").textContent = campaign.name;
       document.getElementById("campaign-status").innerHTML = badge(campaign.status);
+      document.getElementById("campaign-nodes").textContent = holdersText(campaign.nodes);
       document.getElementById("archived-note").hidden = !(row || campaign).archived_at;
       const problem = kind.problem(campaign, row);
       const problemBox = document.getElementById("campaign-problem");

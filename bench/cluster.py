@@ -1,0 +1,231 @@
+"""Cluster benchmark: deliveries/s by node count, and the API's latency with the engine out.
+
+    .venv/bin/python bench/cluster.py [--contacts 20000] [--seconds 60] [--clients 8]
+
+On one fresh PostgreSQL database per run, with a loopback webhook sink in its own process:
+
+1. message deliveries/s of one unpaced campaign to `--contacts` recipients, three ways:
+   the embedded engine (`serve`), `serve --no-engine` + 1 `worker`, and + 2 `worker`s
+   (the campaign split into 2 shards); counted at the sink, start to last delivery;
+2. API latency (p50/p99) and requests/s with `--clients` closed-loop clients for
+   `--seconds` while 100 campaigns run (50 traffic, 50 message, 60/min each, as in
+   bench/control_plane.py), engine in the API process (`serve`) vs `serve --no-engine` + 2
+   workers.
+
+Everything stays on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from control_plane import _hammer, _message_campaigns, _percentile, _serve_target
+
+from support.databases import create_postgres_database, drop_postgres_database
+from support.net import free_port
+from support.service import ServiceProcess
+
+
+class Sink:
+    """The control-plane benchmark's counting server, in its own process."""
+
+    def __enter__(self) -> Sink:
+        self.manager = multiprocessing.Manager()
+        self.counts = self.manager.dict()
+        ready = multiprocessing.Event()
+        self.port = free_port()
+        self.process = multiprocessing.Process(
+            target=_serve_target, args=(self.port, self.counts, ready), daemon=True
+        )
+        self.process.start()
+        ready.wait(10)
+        return self
+
+    def total(self, prefix: str = "") -> int:
+        return sum(v for k, v in dict(self.counts).items() if k.startswith(prefix))
+
+    def __exit__(self, *_: Any) -> None:
+        self.process.terminate()
+        self.manager.shutdown()
+
+
+def start_nodes(
+    url: str, tmp: Path, workers: int, engine_in_api: bool, nodes: list[ServiceProcess]
+) -> None:
+    """Start the API node and the workers into `nodes` (so a failed start is cleaned up)."""
+    env = {"CAMPAIGND_LOG_LEVEL": "WARNING"}
+    api_args: tuple[str, ...] = () if engine_in_api else ("--no-engine",)
+    api = ServiceProcess(url, tmp / "api.log", args=api_args, name="api", **env)
+    nodes.append(api)
+    api.start()
+    for i in range(workers):
+        # INFO: the support's readiness check waits for the worker's "node.started" line.
+        worker_env = {"CAMPAIGND_LOG_LEVEL": "INFO"}
+        node = ServiceProcess(url, tmp / f"w{i}.log", command="worker", name=f"w{i}", **worker_env)
+        nodes.append(node)
+        node.start()
+
+
+def with_cluster(
+    workers: int, engine_in_api: bool, body: Callable[[httpx.Client, Sink], Any]
+) -> Any:
+    tmp = Path(tempfile.mkdtemp(prefix="campaignd-cluster-bench-"))
+    url = create_postgres_database()
+    nodes: list[ServiceProcess] = []
+    try:
+        with Sink() as sink:
+            start_nodes(url, tmp, workers, engine_in_api, nodes)
+            with httpx.Client(base_url=nodes[0].url, timeout=60) as client:
+                return body(client, sink)
+    finally:
+        for node in nodes:
+            node.stop()
+        drop_postgres_database(url)
+
+
+def deliveries_per_second(contacts: int, workers: int, engine_in_api: bool) -> float:
+    def body(client: httpx.Client, sink: Sink) -> float:
+        audience = client.post("/api/audiences", json={"name": "bench"}).json()["id"]
+        for start in range(0, contacts, 5000):
+            rows = [
+                {"external_id": f"u{i}", "address": f"u{i}@bench.test"}
+                for i in range(start, min(contacts, start + 5000))
+            ]
+            client.post(f"/api/audiences/{audience}/contacts", json={"contacts": rows})
+        account = client.post(
+            "/api/accounts",
+            json={
+                "name": "hook",
+                "channel": "webhook",
+                "config": {"url": f"http://127.0.0.1:{sink.port}/hook"},
+            },
+        ).json()["id"]
+        campaign = client.post(
+            "/api/campaigns",
+            json={
+                "name": "bulk",
+                "account_id": account,
+                "audience_id": audience,
+                "message": "Hi {{ external_id }}",
+                "limit": contacts,
+                "shards": max(1, workers),
+            },
+        ).json()["id"]
+        started = time.monotonic()
+        client.post(f"/api/campaigns/{campaign}/start")
+        while sink.total("/hook") < contacts and time.monotonic() - started < 600:
+            time.sleep(0.05)
+        return contacts / (time.monotonic() - started)
+
+    return float(with_cluster(workers, engine_in_api, body))
+
+
+def api_under_load(
+    seconds: float, clients: int, workers: int, engine_in_api: bool
+) -> dict[str, Any]:
+    def body(client: httpx.Client, sink: Sink) -> dict[str, Any]:
+        args = argparse.Namespace(messages=50, rpm=60.0, minutes=seconds / 60 + 1)
+        message_ids = _message_campaigns(client, sink.port, args)
+        ids = []
+        for i in range(50):
+            profile = client.post(
+                "/api/traffic/profiles",
+                json={"name": f"p{i}", "requests": [{"method": "GET", "path": f"/c/{i}"}]},
+            ).json()["id"]
+            campaign = client.post(
+                "/api/traffic/campaigns",
+                json={
+                    "name": f"c{i}",
+                    "target_url": f"http://127.0.0.1:{sink.port}",
+                    "user_profile_ids": [profile],
+                    "requests_per_minute": 60,
+                    "duration_minutes": seconds / 60 + 1,
+                    "total_users": 5,
+                },
+            ).json()["id"]
+            ids.append(campaign)
+            client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "running"})
+            client.post("/api/traffic/generate", json={"campaign_id": campaign})
+        for campaign in message_ids:
+            client.post(f"/api/campaigns/{campaign}/start")
+        time.sleep(3.0)  # every campaign taken by a node
+        latencies: list[float] = []
+        errors: Counter[str] = Counter()
+        by_route: dict[str, list[float]] = {}
+        started = time.monotonic()
+        before = sink.total()
+        until = started + seconds
+
+        async def main() -> None:
+            await asyncio.gather(
+                *(
+                    _hammer(
+                        str(client.base_url), ids, message_ids, until, latencies, errors, by_route
+                    )
+                    for _ in range(clients)
+                )
+            )
+
+        asyncio.run(main())
+        elapsed = time.monotonic() - started
+        delivered = sink.total() - before
+        return {
+            "requests/s": len(latencies) / elapsed,
+            "p50": _percentile(latencies, 50),
+            "p99": _percentile(latencies, 99),
+            "errors": sum(errors.values()),
+            "campaign rate at sink (req/s, asked 100)": delivered / elapsed,
+        }
+
+    return dict(with_cluster(workers, engine_in_api, body))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--contacts", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--skip-deliveries", action="store_true")
+    parser.add_argument("--skip-api", action="store_true")
+    args = parser.parse_args()
+    print(f"cluster bench on PostgreSQL, {os.cpu_count()} cores")
+    if not args.skip_deliveries:
+        print(f"\nmessage deliveries/s, one unpaced campaign of {args.contacts} to a webhook")
+        for label, workers, embedded in (
+            ("embedded engine (serve)", 0, True),
+            ("serve --no-engine + 1 worker", 1, False),
+            ("serve --no-engine + 2 workers, 2 shards", 2, False),
+        ):
+            rate = deliveries_per_second(args.contacts, workers, embedded)
+            print(f"  {label:<44}{rate:>10.0f} /s", flush=True)
+    if not args.skip_api:
+        print(f"\nAPI with {args.clients} clients for {args.seconds:.0f} s while 100 campaigns run")
+        for label, workers, embedded in (
+            ("engine in the API process (serve)", 0, True),
+            ("serve --no-engine + 2 workers", 2, False),
+        ):
+            figures = api_under_load(args.seconds, args.clients, workers, embedded)
+            shown = ", ".join(
+                f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()
+            )
+            print(f"  {label:<36} {shown}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
