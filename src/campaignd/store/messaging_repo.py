@@ -432,7 +432,7 @@ class MessagingRepository:
         copied = (
             "account_id", "audience_id", "message", "subject", "recipient_limit",
             "rate_per_minute", "segment", "variants", "ab_test", "send_window",
-            "max_consecutive_failures",
+            "max_consecutive_failures", "track_links", "shards",
         )  # fmt: skip
         return await self.create_campaign(
             {"name": lifecycle.copy_name(source["name"]), **{k: source[k] for k in copied}}

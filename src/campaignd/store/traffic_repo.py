@@ -280,7 +280,7 @@ class TrafficRepository:
         source = await self.get_campaign(campaign_id)
         copied = (
             "target_url", "user_profile_ids", "requests_per_minute", "duration_minutes",
-            "total_users", "stages", "request_timeout_seconds",
+            "total_users", "stages", "request_timeout_seconds", "shards",
         )  # fmt: skip
         return await self.create_campaign(
             {"name": lifecycle.copy_name(source["name"]), **{k: source[k] for k in copied}}

@@ -230,10 +230,13 @@ async def test_a_draft_takes_every_field_and_a_started_campaign_refuses_its_audi
 async def test_clone_archive_and_delete_of_campaigns(
     api: httpx.AsyncClient, target: CountingTarget
 ) -> None:
-    _, _, campaign = await _messages(api, target, 0, max_consecutive_failures=3)
+    _, _, campaign = await _messages(
+        api, target, 0, max_consecutive_failures=3, track_links=True, shards=2
+    )
     copy = await _ok(api.post(f"/api/campaigns/{campaign}/clone"), 201)
     assert copy["name"] == "hello (copy)" and copy["status"] == "draft"
     assert copy["max_consecutive_failures"] == 3 and copy["id"] != campaign
+    assert copy["track_links"] is True and copy["shards"] == 2
     await _ok(api.post(f"/api/campaigns/{campaign}/archive"))
     listed = [c["id"] for c in await _ok(api.get("/api/campaigns"))]
     archived = [c["id"] for c in await _ok(api.get("/api/campaigns?archived=true"))]
