@@ -80,6 +80,25 @@ def _archived(table: Any, archived: bool) -> Any:
     return column.is_not(None) if archived else column.is_(None)
 
 
+def _claim_rows(
+    campaign_id: int, claims: list[tuple[int, str | None]], **extra: Any
+) -> list[dict[str, Any]]:
+    """Ledger rows for claims made now, in state 'sending' (with `extra` columns, if any)."""
+    now = utcnow()
+    return [
+        {
+            "campaign_id": campaign_id,
+            "contact_id": cid,
+            "state": SENDING,
+            "attempts": 0,
+            "variant": variant,
+            "claimed_at": now,
+            **extra,
+        }
+        for cid, variant in claims
+    ]
+
+
 def normalize_address(address: str) -> str:
     return address.strip().lower()
 
@@ -591,35 +610,9 @@ class MessagingRepository:
         """
         if not claims:
             return set(), False
-        now = utcnow()
-        values = [
-            {
-                "campaign_id": campaign_id,
-                "contact_id": cid,
-                "state": SENDING,
-                "attempts": 0,
-                "variant": variant,
-                "claimed_at": now,
-                "shard": lease.shard,
-                "epoch": lease.epoch,
-            }
-            for cid, variant in claims
-        ]
+        values = _claim_rows(campaign_id, claims, shard=lease.shard, epoch=lease.epoch)
         capped = False
-        # A row waiting for its retry is claimed too (attempts kept, under this epoch); any
-        # other row is not.
-        insert_ = self._insert_ignore(D)
-        statement = insert_.on_conflict_do_update(
-            index_elements=[D.c.campaign_id, D.c.contact_id],
-            set_={
-                "state": insert_.excluded.state,
-                "claimed_at": insert_.excluded.claimed_at,
-                "variant": insert_.excluded.variant,
-                "shard": insert_.excluded.shard,
-                "epoch": insert_.excluded.epoch,
-            },
-            where=D.c.state == RETRY,
-        ).returning(D.c.contact_id)
+        statement = self._claim_upsert("shard", "epoch")
         async with self.db.transaction() as conn:
             await self.cluster.check(conn, lease)
             if enforce_limit:
@@ -662,33 +655,22 @@ class MessagingRepository:
         """Write 'sending' rows before sending; return the contact ids this call won."""
         if not claims:
             return set()
-        now = utcnow()
-        values = [
-            {
-                "campaign_id": campaign_id,
-                "contact_id": cid,
-                "state": SENDING,
-                "attempts": 0,
-                "variant": variant,
-                "claimed_at": now,
-            }
-            for cid, variant in claims
-        ]
         # executemany: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues") from
         # one cached compilation, instead of compiling a fresh 500-row VALUES each claim.
-        # A row waiting for its retry is claimed too (attempts kept); any other row is not.
+        values = _claim_rows(campaign_id, claims)
+        async with self.db.transaction() as conn:
+            return set((await conn.execute(self._claim_upsert(), values)).scalars().all())
+
+    def _claim_upsert(self, *columns: str) -> Any:
+        """INSERT 'sending' rows RETURNING the contact ids won. A row waiting for its retry is
+        claimed too (attempts kept; `columns` updated with it); any other existing row is not."""
         insert_ = self._insert_ignore(D)
-        statement = insert_.on_conflict_do_update(
+        updated = ("state", "claimed_at", "variant", *columns)
+        return insert_.on_conflict_do_update(
             index_elements=[D.c.campaign_id, D.c.contact_id],
-            set_={
-                "state": insert_.excluded.state,
-                "claimed_at": insert_.excluded.claimed_at,
-                "variant": insert_.excluded.variant,
-            },
+            set_={name: insert_.excluded[name] for name in updated},
             where=D.c.state == RETRY,
         ).returning(D.c.contact_id)
-        async with self.db.transaction() as conn:
-            return set((await conn.execute(statement, values)).scalars().all())
 
     async def record(self, campaign_id: int, outcomes: list[DeliveryOutcome]) -> None:
         """Settle claimed rows as sent or failed, in one transaction."""
