@@ -215,9 +215,12 @@ def test_traffic_monitor_one_click_one_request_reasons_and_figures(
     first = rows.first.locator("td").all_inner_texts()
     assert int(first[1].replace(",", "")) > 0
     # One row per request name, and the busy-users chart drawn from the windows.
-    _wait(lambda: {"GET /home", "GET /missing"} <= set(
-        page.locator("#request-names tbody tr td:first-child").all_inner_texts()
-    ))
+    _wait(
+        lambda: (
+            {"GET /home", "GET /missing"}
+            <= set(page.locator("#request-names tbody tr td:first-child").all_inner_texts())
+        )
+    )
     page.wait_for_function(
         "() => Number(document.querySelector('#chart-c polyline')?.dataset.points) >= 3"
     )

@@ -31,7 +31,8 @@ class LinkToken:
     variant: str | None
 
 
-def _spans(text: str) -> list[tuple[int, int]]:
+def spans(text: str) -> list[tuple[int, int]]:
+    """Where the http(s) links of `text` start and end."""
     spans = []
     for match in _LINK.finditer(text):
         start, end = match.span()
@@ -42,10 +43,13 @@ def _spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def find_links(text: str, skip_prefix: str | None = None) -> list[str]:
-    """The distinct http(s) links in `text`, in order; those under `skip_prefix` are ours."""
+def find_links(
+    text: str, skip_prefix: str | None = None, found: list[tuple[int, int]] | None = None
+) -> list[str]:
+    """The distinct http(s) links in `text`, in order; those under `skip_prefix` are ours.
+    `found`: the text's spans(), when the caller has them already."""
     seen: dict[str, None] = {}
-    for start, end in _spans(text):
+    for start, end in spans(text) if found is None else found:
         url = text[start:end]
         if skip_prefix and url.startswith(skip_prefix):
             continue
@@ -53,11 +57,15 @@ def find_links(text: str, skip_prefix: str | None = None) -> list[str]:
     return list(seen)
 
 
-def rewrite(text: str, replacement: Callable[[str], str | None]) -> str:
+def rewrite(
+    text: str,
+    replacement: Callable[[str], str | None],
+    found: list[tuple[int, int]] | None = None,
+) -> str:
     """`text` with each link replaced by replacement(link); None keeps the link as it is."""
     parts: list[str] = []
     last = 0
-    for start, end in _spans(text):
+    for start, end in spans(text) if found is None else found:
         new = replacement(text[start:end])
         if new is None:
             continue

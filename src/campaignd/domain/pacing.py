@@ -24,6 +24,10 @@ class Pacer:
         self.next_free = slot + 60.0 / self.rate_per_minute
         return slot - now
 
+    def idle(self, now: float) -> bool:
+        """No rate and no hold: reserve(now) would be 0 and change nothing."""
+        return not self.rate_per_minute and self.next_free <= now
+
     def hold(self, now: float, seconds: float) -> None:
         """The far end asked us to wait (429 Retry-After): no slot before now + seconds."""
         self.next_free = max(self.next_free, now + seconds)

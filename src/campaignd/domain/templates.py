@@ -456,9 +456,70 @@ def _compiled(template: str) -> Template:
     return _env.from_string(tree)
 
 
+# Text with only `{{ name }}` placeholders: no block, comment, filter or expression.
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_JINJA_MARK = re.compile(r"\{[{%#]")
+
+
+@lru_cache(maxsize=256)
+def _plain_parts(template: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(texts, names) when `template` is text and plain placeholders only; else None.
+
+    texts[i] comes before names[i]; texts has one more element than names."""
+    texts, names, last = [], [], 0
+    for match in _PLACEHOLDER.finditer(template):
+        texts.append(template[last : match.start()])
+        names.append(match.group(1))
+        last = match.end()
+    texts.append(template[last:])
+    if any(_JINJA_MARK.search(text) for text in texts):
+        return None
+    if any(name in _env.globals or name in _KEYWORDS for name in names):
+        return None
+    return tuple(texts), tuple(names)
+
+
+# Names a plain placeholder cannot resolve without Jinja: literals, and what the context
+# itself defines (`contact` is the contact's own fields, winning over an attribute of that name).
+_KEYWORDS = frozenset({"true", "false", "none", "True", "False", "None", "loop", "self", "contact"})
+
+
+def _render_plain(
+    parts: tuple[tuple[str, ...], tuple[str, ...]], contact: dict[str, Any]
+) -> str | None:
+    """What Jinja renders for a plain template, without Jinja: values that are strings or
+    numbers print as Jinja prints them; for anything else None (Jinja renders it)."""
+    texts, names = parts
+    attributes = contact.get("attributes") or {}
+    pieces = [texts[0]]
+    size = len(texts[0])
+    for name, text in zip(names, texts[1:], strict=True):
+        if name == "external_id" or name == "address":
+            value = contact[name]
+        elif name in attributes:
+            value = attributes[name]
+        else:
+            return None  # undefined: Jinja says so in its words
+        kind = type(value)
+        if kind is not str and kind is not int and kind is not float:
+            return None
+        printed = str(value)
+        pieces.append(printed)
+        pieces.append(text)
+        size += len(printed) + len(text)
+    if size > MAX_OUTPUT_CHARS:
+        return None  # the budget says so in its words
+    return "".join(pieces)
+
+
 def render(template: str, contact: dict[str, Any]) -> str:
     """Render for one contact within the budget; raises TemplateError (OverBudget,
     SecurityError, UndefinedError, ...) or the error of a filter on failure."""
+    parts = _plain_parts(template)
+    if parts is not None:
+        text = _render_plain(parts, contact)
+        if text is not None:
+            return text
     compiled = _compiled(template)
     token = _budget.set(_Budget(None))
     try:

@@ -28,6 +28,11 @@ class DomainThrottle:
     limits: dict[str, float] = field(default_factory=dict)  # domain -> messages per minute
     _domains: dict[str, _DomainState] = field(default_factory=dict)
 
+    @property
+    def idle(self) -> bool:
+        """No limits and no domain ever held: every domain may send now."""
+        return not self.limits and not self._domains
+
     def set_limits(self, limits: dict[str, float] | None) -> None:
         self.limits = {k.lower(): float(v) for k, v in (limits or {}).items()}
 

@@ -22,7 +22,8 @@ class LinkTracker:
         self._storing = asyncio.Lock()
 
     async def rewrite(self, text: str, contact_id: int, variant: str | None) -> str:
-        found = links.find_links(text, skip_prefix=self.base + "/")
+        spans = links.spans(text)
+        found = links.find_links(text, self.base + "/", spans)
         if not found:
             return text
         if any(url not in self._ids for url in found):
@@ -40,4 +41,4 @@ class LinkTracker:
             token = links.LinkToken(self.campaign_id, contact_id, link_id, variant)
             return f"{self.base}/l/{links.encode_token(token, self.sign)}"
 
-        return links.rewrite(text, tracked)
+        return links.rewrite(text, tracked, spans)

@@ -37,6 +37,8 @@ from campaignd.store.outage import is_unavailable
 # Channels whose far end deduplicates by Idempotency-Key: claims left in doubt by a crash are
 # sent again with the same key. Others (SMTP) settle them as failed instead.
 IDEMPOTENT_CHANNELS = frozenset({"webhook", "telegram", "log"})
+# Channels that send OutgoingMessage.headers (List-Unsubscribe) along with the message.
+HEADER_CHANNELS = frozenset({"smtp"})
 IN_DOUBT_REASON = "in doubt after a crash: not re-sent on a channel without idempotency"
 SHUTDOWN = "shutdown"
 # Stopped because its shard moved (lease lost, or handed to another node): the campaign's
@@ -170,6 +172,16 @@ class MessageRunner:
         own = campaign.get("max_consecutive_failures")
         self.failure_limit: int = self._default_failure_limit if own is None else int(own)
         self.track_links = bool(campaign.get("track_links"))
+        # The link costs a signature per message: made only for a channel that puts it in a
+        # header (SMTP's List-Unsubscribe) or a template that names it.
+        self._needs_unsubscribe = self.channel_kind in HEADER_CHANNELS or any(
+            "unsubscribe" in (text or "")
+            for text in (
+                self.message,
+                self.subject,
+                *(str(v.get("message") or "") for v in self.variants),
+            )
+        )
         self.campaign_pacer.set_rate(campaign.get("rate_per_minute"))
         self._progress.set()
 
@@ -481,6 +493,8 @@ class MessageRunner:
 
     def _domain_ready(self, recipient: Recipient) -> bool:
         """True when the recipient's domain may take it now; else it waits aside, still claimed."""
+        if self.domain_throttle.idle:
+            return True
         domain = domain_of(recipient.contact["address"])
         now = asyncio.get_running_loop().time()
         if recipient.domain_slot:
@@ -528,6 +542,8 @@ class MessageRunner:
         return not self._stop.is_set() and self.sent + self._in_send < self.limit
 
     async def _pace(self) -> None:
+        if self.send_window is None and self._unpaced():
+            return
         while not self._stop.is_set():
             closed_for = windows.seconds_until_open(self.send_window, datetime.now(UTC))
             if closed_for <= 0:
@@ -544,10 +560,18 @@ class MessageRunner:
             if wait > 0:
                 await self._wait(wait)
 
+    def _unpaced(self) -> bool:
+        """Neither pacer limits nor holds the next send (a Retry-After hold still counts)."""
+        now = asyncio.get_running_loop().time()
+        return all(
+            pacer.idle() if isinstance(pacer, SharedPacer) else pacer.idle(now)
+            for pacer in (self.campaign_pacer, self.account_pacer)
+        )
+
     async def _send(self, recipient: Recipient) -> DeliveryOutcome | None:
         contact = recipient.contact
         headers: dict[str, str] = {}
-        if self._unsubscribe_url is not None:
+        if self._unsubscribe_url is not None and self._needs_unsubscribe:
             link = self._unsubscribe_url(self.campaign_id, contact["id"])
             headers = {
                 "List-Unsubscribe": f"<{link}>",
@@ -586,9 +610,9 @@ class MessageRunner:
     async def _after_send(self, recipient: Recipient, result: SendResult) -> DeliveryOutcome | None:
         """The outcome to record; None when the recipient waits for its busy domain instead."""
         contact = recipient.contact
-        domain = domain_of(contact["address"])
         attempts = recipient.attempts + result.attempts
         if result.domain_busy:
+            domain = domain_of(contact["address"])
             recipient.attempts = attempts
             if self._stop.is_set():  # not a failure: it goes out when the campaign resumes
                 self._release(recipient)
@@ -604,8 +628,8 @@ class MessageRunner:
                     hold_seconds=round(self.domain_throttle.held_for(domain, now), 3),
                 )
                 return None
-        if result.ok:
-            self.domain_throttle.succeeded(domain)
+        if result.ok and not self.domain_throttle.idle:
+            self.domain_throttle.succeeded(domain_of(contact["address"]))
         if result.bounce and self._on_bounce is not None:
             try:
                 await self._on_bounce(

@@ -57,6 +57,10 @@ class SharedPacer:
         with contextlib.suppress(Exception):
             await self.repo.hold_slots(self.key, seconds)
 
+    def idle(self) -> bool:
+        """No rate and no hold: a send may go now without asking."""
+        return not self.rate_per_minute and self._held_until <= time.monotonic()
+
     async def acquire(self, wait: Wait) -> bool:
         """Wait for this node's next slot; False when none could be had (ask again).
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     Integer,
     and_,
+    bindparam,
     cast,
     delete,
     exists,
@@ -17,6 +20,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -80,23 +84,12 @@ def _archived(table: Any, archived: bool) -> Any:
     return column.is_not(None) if archived else column.is_(None)
 
 
-def _claim_rows(
-    campaign_id: int, claims: list[tuple[int, str | None]], **extra: Any
-) -> list[dict[str, Any]]:
-    """Ledger rows for claims made now, in state 'sending' (with `extra` columns, if any)."""
-    now = utcnow()
-    return [
-        {
-            "campaign_id": campaign_id,
-            "contact_id": cid,
-            "state": SENDING,
-            "attempts": 0,
-            "variant": variant,
-            "claimed_at": now,
-            **extra,
-        }
-        for cid, variant in claims
-    ]
+def _by_variant(claims: list[tuple[int, str | None]]) -> dict[str | None, list[int]]:
+    """Contact ids per variant (nearly always one group): one claim statement per group."""
+    groups: dict[str | None, list[int]] = {}
+    for contact_id, variant in claims:
+        groups.setdefault(variant, []).append(contact_id)
+    return groups
 
 
 def normalize_address(address: str) -> str:
@@ -584,7 +577,10 @@ class MessagingRepository:
             query = query.where(C.c.id % shards == shard)
         async with self.db.read() as conn:
             rows = (await conn.execute(query.order_by(C.c.id).limit(limit))).all()
-        return [dict(r._mapping) for r in rows]
+        return [
+            {"id": i, "external_id": e, "address": a, "attributes": attributes}
+            for i, e, a, attributes in rows
+        ]
 
     async def audience_size(self, audience_id: int) -> int:
         async with self.db.read() as conn:
@@ -610,9 +606,7 @@ class MessagingRepository:
         """
         if not claims:
             return set(), False
-        values = _claim_rows(campaign_id, claims, shard=lease.shard, epoch=lease.epoch)
         capped = False
-        statement = self._claim_upsert("shard", "epoch")
         async with self.db.transaction() as conn:
             await self.cluster.check(conn, lease)
             if enforce_limit:
@@ -629,12 +623,12 @@ class MessagingRepository:
                     )
                 ).scalar_one()
                 room = int(limit) - int(used)
-                if room < len(values):
+                if room < len(claims):
                     capped = True
-                    values = values[: max(0, room)]
-                if not values:
+                    claims = claims[: max(0, room)]
+                if not claims:
                     return set(), True
-            won = set((await conn.execute(statement, values)).scalars().all())
+            won = await self._claim_ids(conn, campaign_id, claims, lease.shard, lease.epoch)
         return won, capped
 
     async def count_eligible(
@@ -655,22 +649,74 @@ class MessagingRepository:
         """Write 'sending' rows before sending; return the contact ids this call won."""
         if not claims:
             return set()
-        # executemany: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues") from
-        # one cached compilation, instead of compiling a fresh 500-row VALUES each claim.
-        values = _claim_rows(campaign_id, claims)
         async with self.db.transaction() as conn:
-            return set((await conn.execute(self._claim_upsert(), values)).scalars().all())
+            return await self._claim_ids(conn, campaign_id, claims)
 
-    def _claim_upsert(self, *columns: str) -> Any:
-        """INSERT 'sending' rows RETURNING the contact ids won. A row waiting for its retry is
-        claimed too (attempts kept; `columns` updated with it); any other existing row is not."""
-        insert_ = self._insert_ignore(D)
-        updated = ("state", "claimed_at", "variant", *columns)
-        return insert_.on_conflict_do_update(
-            index_elements=[D.c.campaign_id, D.c.contact_id],
-            set_={name: insert_.excluded[name] for name in updated},
-            where=D.c.state == RETRY,
-        ).returning(D.c.contact_id)
+    async def _claim_ids(
+        self,
+        conn: Any,
+        campaign_id: int,
+        claims: list[tuple[int, str | None]],
+        shard: int | None = None,
+        epoch: int | None = None,
+    ) -> set[int]:
+        """INSERT 'sending' rows, RETURNING the contact ids won. A row waiting for its retry is
+        claimed too (attempts kept); any other existing row is not.
+
+        The ids go in as one array (PostgreSQL) or one JSON list (SQLite): one statement of a
+        few parameters per claim, whatever its size, instead of a row of parameters each.
+        """
+        won: set[int] = set()
+        now = utcnow()
+        for variant, contact_ids in _by_variant(claims).items():
+            result = await conn.execute(
+                self._claim_sql,
+                {
+                    "campaign_id": campaign_id,
+                    "ids": self._id_list(contact_ids),
+                    "variant": variant,
+                    "now": now,
+                    "shard": shard,
+                    "epoch": epoch,
+                },
+            )
+            won.update(result.scalars().all())
+        return won
+
+    def _id_list(self, ids: list[int]) -> Any:
+        return ids if self.db.is_postgres else json.dumps(ids)
+
+    @functools.cached_property
+    def _ids_select(self) -> str:
+        """A subquery reading the :ids parameter (array or JSON list) as a set of ids."""
+        if self.db.is_postgres:
+            return "SELECT unnest(CAST(:ids AS BIGINT[]))"
+        return "SELECT value FROM json_each(:ids)"
+
+    @functools.cached_property
+    def _claim_sql(self) -> Any:
+        ids = (
+            "unnest(CAST(:ids AS BIGINT[])) AS picked(value)"
+            if self.db.is_postgres
+            else "json_each(:ids)"
+        )
+        return text(
+            "INSERT INTO deliveries (campaign_id, contact_id, state, attempts, variant,"
+            " claimed_at, shard, epoch)"
+            f" SELECT :campaign_id, value, '{SENDING}', 0, :variant, :now, :shard, :epoch"
+            f" FROM {ids} WHERE true"
+            " ON CONFLICT (campaign_id, contact_id) DO UPDATE SET state = excluded.state,"
+            " claimed_at = excluded.claimed_at, variant = excluded.variant,"
+            " shard = excluded.shard, epoch = excluded.epoch"
+            f" WHERE deliveries.state = '{RETRY}'"
+            " RETURNING contact_id"
+        ).bindparams(
+            bindparam("now", type_=D.c.claimed_at.type),
+            bindparam("variant", type_=D.c.variant.type),
+            bindparam("shard", type_=D.c.shard.type),
+            bindparam("epoch", type_=D.c.epoch.type),
+            bindparam("campaign_id", type_=D.c.campaign_id.type),
+        )
 
     async def record(self, campaign_id: int, outcomes: list[DeliveryOutcome]) -> None:
         """Settle claimed rows as sent or failed, in one transaction."""
@@ -704,24 +750,28 @@ class MessagingRepository:
                 for o in u.outcomes:
                     groups.setdefault((o.ok, o.attempts, o.error), []).append(o.contact_id)
                 for (ok, attempts, error), contact_ids in groups.items():
-                    for chunk in _chunks(contact_ids, ROWS_PER_STATEMENT):
-                        await conn.execute(
-                            update(D)
-                            .where(D.c.campaign_id == u.campaign_id, D.c.contact_id.in_(chunk))
-                            .values(
-                                state=SENT if ok else FAILED,
-                                attempts=D.c.attempts + attempts,
-                                finished_at=now,
-                                last_error=error,
-                            )
+                    await conn.execute(
+                        update(D)
+                        .where(
+                            D.c.campaign_id == u.campaign_id,
+                            D.c.contact_id.in_(text(self._ids_select)),
                         )
-                for chunk in _chunks(u.released, ROWS_PER_STATEMENT):
+                        .values(
+                            state=SENT if ok else FAILED,
+                            attempts=D.c.attempts + attempts,
+                            finished_at=now,
+                            last_error=error,
+                        ),
+                        {"ids": self._id_list(contact_ids)},
+                    )
+                if u.released:
                     await conn.execute(
                         delete(D).where(
                             D.c.campaign_id == u.campaign_id,
-                            D.c.contact_id.in_(chunk),
+                            D.c.contact_id.in_(text(self._ids_select)),
                             D.c.state == SENDING,
-                        )
+                        ),
+                        {"ids": self._id_list(u.released)},
                     )
         return fenced
 

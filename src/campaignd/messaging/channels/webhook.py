@@ -6,8 +6,6 @@ import asyncio
 import json
 from typing import Any
 
-import aiohttp
-
 from campaignd.messaging.channels.base import (
     ChannelSpec,
     CheckedTarget,
@@ -16,6 +14,7 @@ from campaignd.messaging.channels.base import (
     UrlGuard,
     header_refusal,
 )
+from campaignd.messaging.channels.http_post import PostClient, PostError
 from campaignd.messaging.channels.retry import backoff_seconds, retry_after_seconds, signature
 
 SPEC = ChannelSpec(
@@ -36,15 +35,12 @@ class WebhookChannel:
         self.max_attempts = int(config["max_attempts"])
         self.retry_base = float(config["retry_base_seconds"])
         self._checked_url = CheckedTarget.url(self.url, url_guard)
-        self._session: aiohttp.ClientSession | None = None
+        self._client: PostClient | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=60),
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-            )
-        return self._session
+    def client(self) -> PostClient:
+        if self._client is None:
+            self._client = PostClient(self.url, self.timeout)
+        return self._client
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         refusal = await self._checked_url.refusal()
@@ -70,15 +66,13 @@ class WebhookChannel:
         error = "not sent"
         for attempt in range(1, self.max_attempts + 1):
             try:
-                async with self._client().post(
-                    self.url, data=body, headers=headers, allow_redirects=False
-                ) as response:
-                    text = await response.text(errors="replace")
-                    status = response.status
-                    retry_after = response.headers.get("Retry-After")
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                error = f"{type(exc).__name__} after {attempt} attempt(s)"
+                answer = await self.client().post(body, headers)
+            except TimeoutError:
+                error = f"TimeoutError after {attempt} attempt(s)"
+            except PostError as exc:
+                error = f"{exc} after {attempt} attempt(s)"
             else:
+                status, retry_after = answer.status, answer.retry_after
                 if 200 <= status < 300:
                     return SendResult(ok=True, attempts=attempt, throttled_seconds=throttled)
                 if status == 429:
@@ -100,7 +94,7 @@ class WebhookChannel:
                         ok=False,
                         attempts=attempt,
                         throttled_seconds=throttled,
-                        error=f"HTTP {status}: {text[:200]}",
+                        error=f"HTTP {status}: {answer.body.decode(errors='replace')[:200]}",
                     )
                 error = f"HTTP {status} after {attempt} attempt(s)"
             if attempt < self.max_attempts:
@@ -110,6 +104,6 @@ class WebhookChannel:
         )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
