@@ -50,6 +50,8 @@ RECORD_SECONDS = 0.1
 REFRESH_SECONDS = 0.5
 DRAIN_SECONDS = 5.0
 CLAIM_AHEAD_SECONDS = 10.0
+UNPACED_AHEAD_SECONDS = 0.5
+RATE_SECONDS = 0.25
 PROGRESS_POLL_SECONDS = 0.5
 # A recipient whose domain keeps saying "try later" fails after this many tries.
 MAX_DOMAIN_BUSY_TRIES = 12
@@ -124,10 +126,10 @@ class MessageRunner:
         self._in_send = 0
         self._recording = True
         self._pace_lock = asyncio.Lock()
-        self._queue: asyncio.Queue[Recipient | None] = asyncio.Queue(
-            maxsize=max(claim_batch, concurrency) * 2
-        )
+        # Unbounded: the claim window bounds what is in it.
+        self._queue: asyncio.Queue[Recipient | None] = asyncio.Queue()
         self._results: list[DeliveryOutcome] = []
+        self._rate_sample = (time.monotonic(), 0, 0.0)  # (when, settled then, rate since)
         self._released: list[int] = []
         self._stop = asyncio.Event()
         self._progress = asyncio.Event()  # a claim settled or was released, an edit, a stop
@@ -144,7 +146,6 @@ class MessageRunner:
         self._on_bounce = on_bounce
         # Recipients waiting for their domain (limit or back-off): still claimed, not queued.
         self._deferred: dict[int, tuple[asyncio.TimerHandle, Recipient]] = {}
-        self._undeferred: list[Recipient] = []
         self.ab_test: dict[str, Any] | None = campaign.get("ab_test")
         self.winner: str | None = campaign.get("ab_winner")
         self.sample_done_at = _parse_time(campaign.get("ab_sample_done_at"))
@@ -307,7 +308,7 @@ class MessageRunner:
             room = min(room, window - waiting)
             if room > 0 and not exhausted:
                 try:
-                    batch = await self._claim(cursor, min(room, self.claim_batch))
+                    batch = await self._claim(cursor, min(room, max(self.claim_batch, window // 2)))
                 except Exception as exc:
                     if not is_unavailable(exc):
                         raise
@@ -338,8 +339,12 @@ class MessageRunner:
     def _claim_window(self) -> int:
         """How many recipients to hold claimed ahead of their send.
 
-        Unpaced, a whole batch; paced, about CLAIM_AHEAD_SECONDS of sends, so a slow campaign
-        holds few claims (a crash leaves only those in doubt) yet claims in chunks.
+        Unpaced, about UNPACED_AHEAD_SECONDS of sends at the rate they go out, two batches at
+        least, eight at most: the next claim starts while half of that still waits, so sending
+        never stops for a claim (on a busy loop a claim's round trips wait behind every send,
+        so a claim of 500 can take longer than sending 500). Paced, about CLAIM_AHEAD_SECONDS
+        of sends, so a slow campaign holds few claims (a crash leaves only those in doubt) yet
+        claims in chunks.
         """
         rates = [
             r
@@ -347,9 +352,20 @@ class MessageRunner:
             if r
         ]
         if not rates:
-            return self.claim_batch
+            ahead = math.ceil(self._send_rate() * UNPACED_AHEAD_SECONDS)
+            return max(2 * self.claim_batch, min(8 * self.claim_batch, ahead))
         ahead = math.ceil(min(rates) / 60.0 * CLAIM_AHEAD_SECONDS)
         return max(1, min(self.claim_batch, ahead))
+
+    def _send_rate(self) -> float:
+        """Settled sends per second lately (measured over at least RATE_SECONDS)."""
+        now = time.monotonic()
+        done = self.sent + self.failed
+        since, done_then, rate = self._rate_sample
+        if now - since >= RATE_SECONDS:
+            rate = (done - done_then) / (now - since)
+            self._rate_sample = (now, done, rate)
+        return rate
 
     async def _decide_winner(self) -> bool:
         """Wait the test's time for results, then keep the best variant; False if interrupted."""
@@ -400,42 +416,36 @@ class MessageRunner:
     async def _claim(self, cursor: int, wanted: int) -> tuple[int, list[Recipient]] | None:
         """Claim up to `wanted` recipients after `cursor`; None when the audience is exhausted."""
         while True:
-            rows = await self.repo.candidates(
+            page = await self.repo.claim_next(
                 self.campaign_id,
                 self._audience_id,
                 cursor,
                 wanted,
-                self._follow_up,
-                shard=self.shard,
+                self._pick,
+                follow_up=self._follow_up,
+                lease=self.lease.ref if self.lease is not None else None,
                 shards=self.shards,
+                enforce_limit=self._enforce_limit,
             )
-            if not rows:
+            if page is None:
                 return None
-            cursor = rows[-1]["id"]
-            chosen = rows
-            if self.segment:
-                chosen = [r for r in rows if segments.matches(self.segment, r)]
-            if self.testing:
-                assert self.ab_test is not None
-                share = float(self.ab_test["sample_percent"])
-                chosen = [r for r in chosen if ab_test.in_sample(self.campaign_id, r["id"], share)]
-            if not chosen:
-                continue
-            picks = [(r, self._variant_for(r["id"])) for r in chosen]
-            claims = [(r["id"], v) for r, v in picks]
-            capped = False
-            if self.lease is not None:
-                won, capped = await self.repo.claim_shard(
-                    self.campaign_id, claims, self.lease.ref, enforce_limit=self._enforce_limit
-                )
-            else:
-                won = await self.repo.claim(self.campaign_id, claims)
-            self._outstanding += len(won)
-            recipients = [Recipient(r, v) for r, v in picks if r["id"] in won]
-            if recipients:
-                return cursor, recipients
-            if capped:  # every shard together reached the limit
+            cursor = page.cursor
+            self._outstanding += len(page.won)
+            if page.won:
+                return cursor, [Recipient(row, variant) for row, variant in page.won]
+            if page.capped:  # every shard together reached the limit
                 return None
+
+    def _pick(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str | None]]:
+        """Whom of a page of candidates to claim (segment, A/B sample), with their variant."""
+        chosen = rows
+        if self.segment:
+            chosen = [r for r in rows if segments.matches(self.segment, r)]
+        if self.testing:
+            assert self.ab_test is not None
+            share = float(self.ab_test["sample_percent"])
+            chosen = [r for r in chosen if ab_test.in_sample(self.campaign_id, r["id"], share)]
+        return [(r, self._variant_for(r["id"])) for r in chosen]
 
     def _variant_for(self, contact_id: int) -> str | None:
         if not self.variants:
@@ -452,10 +462,7 @@ class MessageRunner:
 
     async def _work(self) -> None:
         while True:
-            if self._undeferred:
-                recipient: Recipient | None = self._undeferred.pop()
-            else:
-                recipient = await self._queue.get()
+            recipient = await self._queue.get()
             if recipient is None:
                 return
             try:
@@ -524,19 +531,13 @@ class MessageRunner:
         if self._stop.is_set():
             self._release(recipient)
             return
-        try:
-            self._queue.put_nowait(recipient)
-        except asyncio.QueueFull:  # workers take these first once the queue has room
-            self._undeferred.append(recipient)
+        self._queue.put_nowait(recipient)
 
     def _release_deferred(self) -> None:
         for handle, recipient in self._deferred.values():
             handle.cancel()
             self._release(recipient)
         self._deferred.clear()
-        for recipient in self._undeferred:
-            self._release(recipient)
-        self._undeferred.clear()
 
     def _may_send(self) -> bool:
         return not self._stop.is_set() and self.sent + self._in_send < self.limit

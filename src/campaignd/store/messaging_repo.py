@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +66,17 @@ class DeliveryOutcome:
     ok: bool
     attempts: int
     error: str | None
+
+
+# Chooses, from a page of candidates, whom to claim and with which variant.
+Pick = Callable[[list[dict[str, Any]]], list[tuple[dict[str, Any], str | None]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedPage:
+    cursor: int  # the last candidate id read: the next page starts after it
+    won: list[tuple[dict[str, Any], str | None]]  # (contact, variant) claimed by this call
+    capped: bool  # the campaign's limit (shared by its shards) is reached
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,17 +581,73 @@ class MessagingRepository:
         `follow_up`: conditions on engagement with other campaigns (segments.py). With
         shards, only this shard's contacts: `contact id % shards == shard` (stable).
         """
+        async with self.db.read() as conn:
+            return await self._candidates(
+                conn, campaign_id, audience_id, after_id, limit, follow_up, shard, shards
+            )
+
+    async def _candidates(
+        self,
+        conn: Any,
+        campaign_id: int,
+        audience_id: int,
+        after_id: int,
+        limit: int,
+        follow_up: list[dict[str, Any]] | None,
+        shard: int,
+        shards: int,
+    ) -> list[dict[str, Any]]:
         query = select(C.c.id, C.c.external_id, C.c.address, C.c.attributes).where(
             C.c.id > after_id, self._eligible(campaign_id, audience_id, follow_up)
         )
         if shards > 1:
             query = query.where(C.c.id % shards == shard)
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query.order_by(C.c.id).limit(limit))).all()
+        rows = (await conn.execute(query.order_by(C.c.id).limit(limit))).all()
         return [
             {"id": i, "external_id": e, "address": a, "attributes": attributes}
             for i, e, a, attributes in rows
         ]
+
+    async def claim_next(
+        self,
+        campaign_id: int,
+        audience_id: int,
+        after_id: int,
+        limit: int,
+        pick: Pick,
+        *,
+        follow_up: list[dict[str, Any]] | None = None,
+        lease: LeaseRef | None = None,
+        shards: int = 1,
+        enforce_limit: bool = False,
+    ) -> ClaimedPage | None:
+        """Read the next `limit` candidates after `after_id` and claim those `pick` chooses,
+        in one transaction (one set of round trips instead of two); None when none are left.
+
+        With a lease the claim is fenced and only the lease's shard is read (claim_shard).
+        """
+        async with self.db.transaction() as conn:
+            if lease is not None:
+                await self.cluster.check(conn, lease)
+            shard = lease.shard if lease is not None else 0
+            rows = await self._candidates(
+                conn, campaign_id, audience_id, after_id, limit, follow_up, shard, shards
+            )
+            if not rows:
+                return None
+            picks = pick(rows)
+            claims = [(row["id"], variant) for row, variant in picks]
+            won: set[int] = set()
+            capped = False
+            if claims and lease is not None:
+                won, capped = await self._claim_fenced(
+                    conn, campaign_id, claims, lease, enforce_limit
+                )
+            elif claims:
+                won = await self._claim_ids(conn, campaign_id, claims)
+        return ClaimedPage(
+            rows[-1]["id"], [(row, variant) for row, variant in picks if row["id"] in won], capped
+        )
 
     async def audience_size(self, audience_id: int) -> int:
         async with self.db.read() as conn:
@@ -606,29 +673,40 @@ class MessagingRepository:
         """
         if not claims:
             return set(), False
-        capped = False
         async with self.db.transaction() as conn:
             await self.cluster.check(conn, lease)
-            if enforce_limit:
-                limit = (
-                    await conn.execute(
-                        select(M.c.recipient_limit).where(M.c.id == campaign_id).with_for_update()
+            return await self._claim_fenced(conn, campaign_id, claims, lease, enforce_limit)
+
+    async def _claim_fenced(
+        self,
+        conn: Any,
+        campaign_id: int,
+        claims: list[tuple[int, str | None]],
+        lease: LeaseRef,
+        enforce_limit: bool,
+    ) -> tuple[set[int], bool]:
+        """claim_shard's claim, inside a write whose lease is checked already."""
+        capped = False
+        if enforce_limit:
+            limit = (
+                await conn.execute(
+                    select(M.c.recipient_limit).where(M.c.id == campaign_id).with_for_update()
+                )
+            ).scalar_one()
+            used = (
+                await conn.execute(
+                    select(func.count()).where(
+                        D.c.campaign_id == campaign_id, D.c.state.in_((SENT, SENDING))
                     )
-                ).scalar_one()
-                used = (
-                    await conn.execute(
-                        select(func.count()).where(
-                            D.c.campaign_id == campaign_id, D.c.state.in_((SENT, SENDING))
-                        )
-                    )
-                ).scalar_one()
-                room = int(limit) - int(used)
-                if room < len(claims):
-                    capped = True
-                    claims = claims[: max(0, room)]
-                if not claims:
-                    return set(), True
-            won = await self._claim_ids(conn, campaign_id, claims, lease.shard, lease.epoch)
+                )
+            ).scalar_one()
+            room = int(limit) - int(used)
+            if room < len(claims):
+                capped = True
+                claims = claims[: max(0, room)]
+            if not claims:
+                return set(), True
+        won = await self._claim_ids(conn, campaign_id, claims, lease.shard, lease.epoch)
         return won, capped
 
     async def count_eligible(
