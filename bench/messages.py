@@ -177,9 +177,10 @@ def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | N
 # Where a sample's time goes, by the first frame (innermost first) that names a part.
 PARTS = [
     ("ledger: SQL (driver, SQLAlchemy)", ("sqlalchemy", "aiosqlite", "asyncpg", "sqlite3")),
-    ("webhook channel: aiohttp client", ("aiohttp/client", "aiohttp/connector", "aiohttp/http")),
+    ("webhook channel: POST client (build, write, parse)", ("channels/http_post.py",)),
+    ("webhook channel: payload (JSON), signature, retries", ("channels/webhook.py",)),
     ("tracked links (find, store, sign)", ("domain/links.py", "link_tracking.py", "hmac")),
-    ("templates (Jinja render)", ("jinja2", "domain/templates.py")),
+    ("templates (render)", ("jinja2", "domain/templates.py")),
     ("JSON", ("json/",)),
     ("the API answering the bench's status polls", ("api/routers", "starlette/routing")),
     ("sender loop (queue, pacing, settle)", ("messaging/sender.py", "asyncio/queues")),
