@@ -325,3 +325,53 @@ def test_a_paused_node_loses_its_lease_and_sends_nothing_for_the_old_epoch(
     assert len(repeated) <= 20
     for x in lines(paused) + lines(other):
         assert x["idempotency_key"] == f"{campaign}:{x['external_id']}"
+
+
+def test_a_joining_node_takes_a_shard_and_the_rate_holds(
+    service_factory, postgres_url: str, target: CountingTarget
+) -> None:
+    api, workers = start_cluster(service_factory, postgres_url, 1)
+    rate = 1200  # per minute: 20/s over 2 shards
+    with api.client() as client:
+        profile = make_profile(client)
+        campaign = client.post(
+            "/api/traffic/campaigns",
+            json={
+                "name": "rebalanced",
+                "target_url": target.url,
+                "user_profile_ids": [profile],
+                "requests_per_minute": rate,
+                "duration_minutes": 5,
+                "total_users": 20,
+                "shards": 2,
+            },
+        ).json()["id"]
+        client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "running"})
+        client.post("/api/traffic/generate", json={"campaign_id": campaign})
+        wait_until(lambda: holders(client, "traffic", campaign) == {0: "w0", 1: "w0"}, 15, "w0")
+        workers["w1"] = service_factory(postgres_url, command="worker", name="w1")
+        joined = time.monotonic()
+        spread = wait_until(
+            lambda: set(holders(client, "traffic", campaign).values()) == {"w0", "w1"},
+            30,
+            "one shard handed to the node that joined",
+        )
+        assert spread - joined < 25
+        time.sleep(1.5)  # the moved shard's first second
+        window_start = time.monotonic()
+        time.sleep(3.0)
+        measured = target.count_between(window_start, time.monotonic()) / (
+            time.monotonic() - window_start
+        )
+        assert abs(measured - rate / 60) <= 0.1 * rate / 60, f"{measured:.1f}/s after the join"
+        client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "stopped"})
+
+        def counted() -> int:
+            info = client.get(f"/api/traffic/campaigns/{campaign}/info").json()
+            return int(info["stats"]["requests_total"])
+
+        wait_until(
+            lambda: counted() == target.total,
+            10,
+            "every request the target counted is in the merged stats (a hand-over loses none)",
+        )
