@@ -56,9 +56,12 @@ def make_campaign(client: httpx.Client, account: int, audience: int, **overrides
 
 
 def delivered(sink: CountingTarget) -> list[dict[str, Any]]:
-    """What the webhook sink received: one dict per POST (body plus the idempotency key)."""
+    """What the webhook sink received: one dict per POST (body plus the idempotency key);
+    requests without a body (traffic sent to the same server) are not deliveries."""
     received = []
     for _path, body, headers in list(sink.bodies):
+        if not body:
+            continue
         payload = json.loads(body)
         payload["key"] = headers.get("Idempotency-Key")
         received.append(payload)

@@ -29,8 +29,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from campaignd.domain.errors import CampaignError
 from campaignd.domain.leases import HeldLease, LeaseRef, placement_cap
-from campaignd.domain.statuses import CampaignKind, CampaignStatus
+from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.engine.message_supervisor import MessageSupervisor
 from campaignd.engine.supervisor import TrafficSupervisor
 from campaignd.logs import log_event
@@ -61,6 +62,10 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+NOT_RECOVERED = (
+    "Not resumed after a restart (CAMPAIGND_RECOVER_ON_START=false): resume it to send the rest."
+)
 
 
 class Node:
@@ -147,7 +152,8 @@ class Node:
             log_event("node.gone_nodes_freed", node=self.name, gone=gone, leases=freed)
 
     async def _leave_for_the_operator(self) -> None:
-        """CAMPAIGND_RECOVER_ON_START=false: traffic that was generating is not resumed."""
+        """CAMPAIGND_RECOVER_ON_START=false: traffic that was generating is not resumed, and
+        message campaigns that were sending are paused, saying why (Resume sends the rest)."""
         if self.db.is_postgres and await self.repo.alive_engines(self.lease_seconds) > 1:
             return  # other nodes are running: nothing was interrupted
         for campaign in await self.traffic_repo.wanted_campaigns():
@@ -156,6 +162,20 @@ class Node:
             )
             log_event(
                 "traffic.not_recovered", campaign_id=campaign["id"], status=campaign["status"]
+            )
+        for campaign in await self.message_repo.sending_campaigns():
+            if campaign["status"] == CampaignStatus.RUNNING.value:
+                with contextlib.suppress(CampaignError):  # changed meanwhile by an operator
+                    await self.message_repo.transition(
+                        campaign["id"],
+                        CampaignStatus.PAUSED,
+                        Actor.SYSTEM,
+                        pause_reason=NOT_RECOVERED,
+                        last_error=NOT_RECOVERED,
+                    )
+            await self.message_repo.set_sending(campaign["id"], None)
+            log_event(
+                "messages.not_recovered", campaign_id=campaign["id"], status=campaign["status"]
             )
 
     async def shutdown(self) -> None:

@@ -70,3 +70,52 @@ def test_sigterm_mid_campaign_drains_and_resumes_without_repeats(
     per_recipient = Counter(d["recipient"]["external_id"] for d in delivered(target))
     assert len(per_recipient) == 200 and max(per_recipient.values()) == 1, "a drain repeats nobody"
     assert with_first < 200 and done["sent_count"] == 200
+
+
+def test_recover_on_start_false_leaves_both_kinds_for_the_operator(
+    service_factory, database_url: str, target: CountingTarget
+) -> None:
+    first: ServiceProcess = service_factory(database_url)
+    with first.client() as client:
+        campaign = make_campaign(
+            client,
+            make_account(client, target),
+            make_audience(client, 60),
+            limit=60,
+            rate_per_minute=900,
+        )
+        client.post(f"/api/campaigns/{campaign}/start")
+        profile = client.post(
+            "/api/traffic/profiles",
+            json={"name": "p", "requests": [{"method": "GET", "path": "/t"}]},
+        ).json()["id"]
+        traffic = client.post(
+            "/api/traffic/campaigns",
+            json={
+                "name": "t",
+                "target_url": target.url,
+                "user_profile_ids": [profile],
+                "requests_per_minute": 600,
+                "duration_minutes": 5,
+                "total_users": 5,
+            },
+        ).json()["id"]
+        client.put(f"/api/traffic/campaigns/{traffic}/status", json={"status": "running"})
+        client.post("/api/traffic/generate", json={"campaign_id": traffic})
+        wait_until(lambda: len(delivered(target)) >= 10 and target.counts["/t"] >= 10)
+    first.kill()
+
+    second: ServiceProcess = service_factory(database_url, CAMPAIGND_RECOVER_ON_START="false")
+    with second.client() as client:
+        paused = wait_for(client, campaign, "paused")
+        assert "CAMPAIGND_RECOVER_ON_START=false" in paused["pause_reason"]
+        info = client.get(f"/api/traffic/campaigns/{traffic}/info").json()
+        assert info["traffic_generation_active"] is False, info
+        sent, hits = len(delivered(target)), target.counts["/t"]
+        wait_until(lambda: '"messages.not_recovered"' in second.log)
+        # Nothing goes out by itself; Resume sends the rest, to nobody twice.
+        assert len(delivered(target)) == sent and target.counts["/t"] == hits
+        assert client.post(f"/api/campaigns/{campaign}/resume").status_code == 200
+        wait_for(client, campaign, "completed", timeout=60)
+    per_recipient = Counter(d["recipient"]["external_id"] for d in delivered(target))
+    assert len(per_recipient) == 60 and max(per_recipient.values()) <= 2
