@@ -63,6 +63,7 @@ def _pid_alive(pid: int) -> bool:
         return True
     return True
 
+
 NOT_RECOVERED = (
     "Not resumed after a restart (CAMPAIGND_RECOVER_ON_START=false): resume it to send the rest."
 )

@@ -72,6 +72,9 @@ class Recipient:
     variant: str | None
     attempts: int = 0  # tries its domain answered "later" to
     domain_slot: bool = False  # a slot of its domain's limit is already reserved for it
+    # The runner's claim generation when it was claimed: a lowered limit on a sharded
+    # campaign starts a new one, and older claims are given back instead of sent.
+    generation: int = 0
 
 
 class MessageRunner:
@@ -107,6 +110,7 @@ class MessageRunner:
         self.version = int(campaign.get("version") or 0)
         self._conclude = conclude
         self._enforce_limit = False
+        self._generation = 0
         suffix = f"-s{self.shard}" if shards > 1 else ""
         self.runner_id = f"sender-{self.campaign_id}{suffix}-{uuid.uuid4().hex[:8]}"
         self.repo = repo
@@ -167,7 +171,16 @@ class MessageRunner:
         """Take the campaign's current values; every message not yet sent uses them."""
         self.message: str = campaign["message"]
         self.subject: str | None = campaign.get("subject")
+        lowered = int(campaign["recipient_limit"]) < getattr(self, "limit", math.inf)
         self.limit: int = int(campaign["recipient_limit"])
+        if lowered and self.shards > 1:
+            # Shards share the limit: what each holds claimed was claimed under the old one.
+            # Give back what is not being sent yet and count every shard's rows from now on.
+            self._enforce_limit = True
+            self._generation += 1
+            self._release_deferred()
+            self._release_queued()
+            self._rescan = True  # those given back lie behind the cursor
         self.variants: list[dict[str, Any]] = list(campaign.get("variants") or [])
         self.send_window: dict[str, str] | None = campaign.get("send_window")
         own = campaign.get("max_consecutive_failures")
@@ -281,7 +294,9 @@ class MessageRunner:
                 break
             for row in rows:
                 self._outstanding += 1
-                await self._queue.put(Recipient(row, row.get("variant")))
+                await self._queue.put(
+                    Recipient(row, row.get("variant"), generation=self._generation)
+                )
             resent += len(rows)
             after = rows[-1]["id"]
         if resent:
@@ -297,6 +312,10 @@ class MessageRunner:
         exhausted = False
         while not self._stop.is_set():
             if self._rescan:
+                # Claims given back are written first, or the scan would pass them by again.
+                if not await self._record():
+                    await self._wait(1.0)
+                    continue
                 self._rescan, cursor, exhausted = False, 0, False
             window = self._claim_window()
             room = self.limit - self.sent - self._outstanding
@@ -319,6 +338,8 @@ class MessageRunner:
                     exhausted = True
                     continue
                 cursor, recipients = batch
+                if not recipients:
+                    await self._wait(PROGRESS_POLL_SECONDS)
                 for recipient in recipients:
                     await self._queue.put(recipient)
                 continue
@@ -427,14 +448,15 @@ class MessageRunner:
                 shards=self.shards,
                 enforce_limit=self._enforce_limit,
             )
-            if page is None:
+            if page is None or page.full:  # nobody left, or every shard together is done
                 return None
+            if page.busy:  # no room until in-flight sends settle: ask again from here
+                return cursor, []
             cursor = page.cursor
             self._outstanding += len(page.won)
             if page.won:
-                return cursor, [Recipient(row, variant) for row, variant in page.won]
-            if page.capped:  # every shard together reached the limit
-                return None
+                won = [Recipient(row, v, generation=self._generation) for row, v in page.won]
+                return cursor, won
 
     def _pick(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str | None]]:
         """Whom of a page of candidates to claim (segment, A/B sample), with their variant."""
@@ -479,11 +501,11 @@ class MessageRunner:
         # One worker at a time waits for the next slot, so slots are taken just in time
         # and a rate or limit edit applies to the very next message.
         async with self._pace_lock:
-            if not self._may_send():
+            if not self._may_send(recipient):
                 self._release(recipient)
                 return None
             await self._pace()
-            if not self._may_send():
+            if not self._may_send(recipient):
                 self._release(recipient)
                 return None
             if self.lease is not None and not self.lease.usable(time.monotonic()):
@@ -539,8 +561,12 @@ class MessageRunner:
             self._release(recipient)
         self._deferred.clear()
 
-    def _may_send(self) -> bool:
-        return not self._stop.is_set() and self.sent + self._in_send < self.limit
+    def _may_send(self, recipient: Recipient) -> bool:
+        return (
+            not self._stop.is_set()
+            and self.sent + self._in_send < self.limit
+            and recipient.generation == self._generation
+        )
 
     async def _pace(self) -> None:
         if self.send_window is None and self._unpaced():

@@ -76,7 +76,11 @@ Pick = Callable[[list[dict[str, Any]]], list[tuple[dict[str, Any], str | None]]]
 class ClaimedPage:
     cursor: int  # the last candidate id read: the next page starts after it
     won: list[tuple[dict[str, Any], str | None]]  # (contact, variant) claimed by this call
-    capped: bool  # the campaign's limit (shared by its shards) is reached
+    # With the limit enforced (shards share it): `full` when every shard's sent rows reach it,
+    # `busy` when there is no room only because of rows still in flight (they may fail or be
+    # given back): ask again later from the same cursor.
+    full: bool = False
+    busy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -624,7 +628,8 @@ class MessagingRepository:
         """Read the next `limit` candidates after `after_id` and claim those `pick` chooses,
         in one transaction (one set of round trips instead of two); None when none are left.
 
-        With a lease the claim is fenced and only the lease's shard is read (claim_shard).
+        With a lease the claim is fenced (its epoch must be held) and only the lease's shard
+        is read; with `enforce_limit` it claims no more than the shared limit leaves (_room).
         """
         async with self.db.transaction() as conn:
             if lease is not None:
@@ -637,17 +642,40 @@ class MessagingRepository:
                 return None
             picks = pick(rows)
             claims = [(row["id"], variant) for row, variant in picks]
+            cursor = rows[-1]["id"]
+            if claims and lease is not None and enforce_limit:
+                room, full = await self._room(conn, campaign_id)
+                if room <= 0:
+                    return ClaimedPage(after_id, [], full=full, busy=not full)
+                if room < len(claims):
+                    claims = claims[:room]
+                    cursor = claims[-1][0]  # the rest of the page is read again next time
             won: set[int] = set()
-            capped = False
-            if claims and lease is not None:
-                won, capped = await self._claim_fenced(
-                    conn, campaign_id, claims, lease, enforce_limit
+            if claims:
+                shard_epoch = (lease.shard, lease.epoch) if lease is not None else (None, None)
+                won = await self._claim_ids(conn, campaign_id, claims, *shard_epoch)
+        return ClaimedPage(cursor, [(row, variant) for row, variant in picks if row["id"] in won])
+
+    async def _room(self, conn: Any, campaign_id: int) -> tuple[int, bool]:
+        """How many more the campaign's limit allows, counting every shard's sent and in-flight
+        rows (under the campaign row's lock, so shards claim one after another), and whether
+        its sent rows alone reach it."""
+        limit = (
+            await conn.execute(
+                select(M.c.recipient_limit).where(M.c.id == campaign_id).with_for_update()
+            )
+        ).scalar_one()
+        counts = dict(
+            (
+                await conn.execute(
+                    select(D.c.state, func.count())
+                    .where(D.c.campaign_id == campaign_id, D.c.state.in_((SENT, SENDING)))
+                    .group_by(D.c.state)
                 )
-            elif claims:
-                won = await self._claim_ids(conn, campaign_id, claims)
-        return ClaimedPage(
-            rows[-1]["id"], [(row, variant) for row, variant in picks if row["id"] in won], capped
+            ).all()
         )
+        sent = int(counts.get(SENT, 0))
+        return int(limit) - sent - int(counts.get(SENDING, 0)), sent >= int(limit)
 
     async def audience_size(self, audience_id: int) -> int:
         async with self.db.read() as conn:
@@ -656,58 +684,6 @@ class MessagingRepository:
                     await conn.execute(select(func.count()).where(C.c.audience_id == audience_id))
                 ).scalar_one()
             )
-
-    async def claim_shard(
-        self,
-        campaign_id: int,
-        claims: list[tuple[int, str | None]],
-        lease: LeaseRef,
-        *,
-        enforce_limit: bool = False,
-    ) -> tuple[set[int], bool]:
-        """Claim for one shard under its lease epoch (fenced); (won, limit reached).
-
-        With `enforce_limit` (several shards share the campaign's limit) the claim takes the
-        campaign row's lock and claims no more than the limit leaves, counting every shard's
-        sent and in-flight rows.
-        """
-        if not claims:
-            return set(), False
-        async with self.db.transaction() as conn:
-            await self.cluster.check(conn, lease)
-            return await self._claim_fenced(conn, campaign_id, claims, lease, enforce_limit)
-
-    async def _claim_fenced(
-        self,
-        conn: Any,
-        campaign_id: int,
-        claims: list[tuple[int, str | None]],
-        lease: LeaseRef,
-        enforce_limit: bool,
-    ) -> tuple[set[int], bool]:
-        """claim_shard's claim, inside a write whose lease is checked already."""
-        capped = False
-        if enforce_limit:
-            limit = (
-                await conn.execute(
-                    select(M.c.recipient_limit).where(M.c.id == campaign_id).with_for_update()
-                )
-            ).scalar_one()
-            used = (
-                await conn.execute(
-                    select(func.count()).where(
-                        D.c.campaign_id == campaign_id, D.c.state.in_((SENT, SENDING))
-                    )
-                )
-            ).scalar_one()
-            room = int(limit) - int(used)
-            if room < len(claims):
-                capped = True
-                claims = claims[: max(0, room)]
-            if not claims:
-                return set(), True
-        won = await self._claim_ids(conn, campaign_id, claims, lease.shard, lease.epoch)
-        return won, capped
 
     async def count_eligible(
         self, campaign_id: int, audience_id: int, follow_up: list[dict[str, Any]] | None = None

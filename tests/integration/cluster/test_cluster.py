@@ -375,3 +375,33 @@ def test_a_joining_node_takes_a_shard_and_the_rate_holds(
             10,
             "every request the target counted is in the merged stats (a hand-over loses none)",
         )
+
+
+def test_a_lowered_limit_holds_for_every_shard_together(
+    service_factory, postgres_url: str, target: CountingTarget
+) -> None:
+    api, _ = start_cluster(service_factory, postgres_url, 2)
+    with api.client() as client:
+        campaign = make_campaign(
+            client,
+            make_account(client, target),
+            make_audience(client, 400),
+            limit=400,
+            rate_per_minute=1800,
+            shards=2,
+        )
+        client.post(f"/api/campaigns/{campaign}/start")
+        wait_until(lambda: len(holders(client, "message", campaign)) == 2, 15, "2 shards held")
+        wait_until(lambda: target.total >= 40, 20, "sending under way")
+        edited = client.patch(f"/api/campaigns/{campaign}", json={"limit": 100})
+        assert edited.status_code == 200, edited.text
+        assert target.total < 90, "the edit lands well before the new limit"
+        wait_until(
+            lambda: client.get(f"/api/campaigns/{campaign}").json()["status"] == "completed",
+            30,
+            "completed at the lowered limit",
+        )
+        view = client.get(f"/api/campaigns/{campaign}").json()
+    per_recipient = Counter(d["recipient"]["external_id"] for d in delivered(target))
+    assert len(per_recipient) == 100 and max(per_recipient.values()) == 1
+    assert view["sent_count"] == 100 and view["sending_count"] == 0
