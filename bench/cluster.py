@@ -81,11 +81,14 @@ def start_nodes(
 
 
 def with_cluster(
-    workers: int, engine_in_api: bool, body: Callable[[httpx.Client, Sink], Any]
+    workers: int,
+    engine_in_api: bool,
+    body: Callable[[httpx.Client, Sink], Any],
+    nodes: list[ServiceProcess] | None = None,
 ) -> Any:
     tmp = Path(tempfile.mkdtemp(prefix="campaignd-cluster-bench-"))
     url = create_postgres_database()
-    nodes: list[ServiceProcess] = []
+    nodes = [] if nodes is None else nodes
     try:
         with Sink() as sink:
             start_nodes(url, tmp, workers, engine_in_api, nodes)
@@ -137,6 +140,8 @@ def deliveries_per_second(contacts: int, workers: int, engine_in_api: bool) -> f
 def api_under_load(
     seconds: float, clients: int, workers: int, engine_in_api: bool
 ) -> dict[str, Any]:
+    nodes: list[ServiceProcess] = []
+
     def body(client: httpx.Client, sink: Sink) -> dict[str, Any]:
         args = argparse.Namespace(messages=50, rpm=60.0, minutes=seconds / 60 + 1)
         message_ids = _message_campaigns(client, sink.port, args)
@@ -163,6 +168,8 @@ def api_under_load(
         for campaign in message_ids:
             client.post(f"/api/campaigns/{campaign}/start")
         time.sleep(3.0)  # every campaign taken by a node
+        pids = ", ".join(f"{n.name} {n.process.pid}" for n in nodes if n.process)
+        print(f"    load starts ({pids})", flush=True)
         latencies: list[float] = []
         errors: Counter[str] = Counter()
         by_route: dict[str, list[float]] = {}
@@ -189,9 +196,13 @@ def api_under_load(
             "p99": _percentile(latencies, 99),
             "errors": sum(errors.values()),
             "campaign rate at sink (req/s, asked 100)": delivered / elapsed,
+            "by_route": {
+                route: (len(values), _percentile(values, 50), _percentile(values, 99))
+                for route, values in sorted(by_route.items())
+            },
         }
 
-    return dict(with_cluster(workers, engine_in_api, body))
+    return dict(with_cluster(workers, engine_in_api, body, nodes))
 
 
 def main() -> None:
@@ -203,6 +214,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--skip-deliveries", action="store_true")
     parser.add_argument("--skip-api", action="store_true")
+    parser.add_argument(
+        "--setup",
+        choices=("both", "serve", "no-engine"),
+        default="both",
+        help="Which API set-up(s) to measure: the engine in the API process, or out of it.",
+    )
+    parser.add_argument(
+        "--by-route", action="store_true", help="Also print each route's count, p50 and p99."
+    )
     args = parser.parse_args()
     print(f"cluster bench on PostgreSQL, {os.cpu_count()} cores")
     if not args.skip_deliveries:
@@ -220,11 +240,17 @@ def main() -> None:
             ("engine in the API process (serve)", 0, True),
             ("serve --no-engine + 2 workers", 2, False),
         ):
+            if args.setup != "both" and (args.setup == "serve") != embedded:
+                continue
             figures = api_under_load(args.seconds, args.clients, workers, embedded)
+            routes = figures.pop("by_route")
             shown = ", ".join(
                 f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()
             )
             print(f"  {label:<36} {shown}", flush=True)
+            if args.by_route:
+                for route, (count, p50, p99) in routes.items():
+                    print(f"      {route:<44}{count:>7}  p50 {p50:7.1f}  p99 {p99:7.1f}")
 
 
 if __name__ == "__main__":
