@@ -127,6 +127,19 @@ class Database:
             yield connection
 
     @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """For one write statement that is atomic by itself: on PostgreSQL it is sent alone,
+        committed as it runs (no BEGIN or COMMIT round trip); on SQLite a transaction."""
+        if self._write_turn is not None:
+            async with self.transaction() as connection:
+                yield connection
+            return
+        async with self.engine.connect() as connection:
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            async with connection.begin():
+                yield connection
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction (on SQLite it takes no write lock)."""
         async with self.engine.connect() as connection:
@@ -142,7 +155,7 @@ class Database:
         """Wake every node listening (PostgreSQL NOTIFY); nothing on SQLite (one engine)."""
         if not self.is_postgres:
             return
-        async with self.read() as connection:  # one statement: autocommit sends it at once
+        async with self.autocommit() as connection:
             await connection.exec_driver_sql("SELECT pg_notify('campaignd', $1)", (payload[:200],))
 
     async def close(self) -> None:

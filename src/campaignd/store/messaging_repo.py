@@ -27,7 +27,7 @@ from campaignd.domain.leases import LeaseRef
 from campaignd.domain.lifecycle import CampaignUse
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
-from campaignd.store.cluster_repo import ClusterRepository, LeaseLost
+from campaignd.store.cluster_repo import ClusterRepository
 from campaignd.store.db import Database, utcnow
 from campaignd.store.rows import to_dict
 from campaignd.store.tables import (
@@ -693,13 +693,11 @@ class MessagingRepository:
             return fenced
         now = utcnow()
         async with self.db.transaction() as conn:
+            held = await self.cluster.held_of(conn, [u.lease for u in updates if u.lease])
             for index, u in enumerate(updates):
-                if u.lease is not None:
-                    try:
-                        await self.cluster.check(conn, u.lease)
-                    except LeaseLost:
-                        fenced.add(index)
-                        continue
+                if u.lease is not None and u.lease not in held:
+                    fenced.add(index)
+                    continue
                 groups: dict[tuple[bool, int, str | None], list[int]] = {}
                 for o in u.outcomes:
                     groups.setdefault((o.ok, o.attempts, o.error), []).append(o.contact_id)
