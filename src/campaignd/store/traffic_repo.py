@@ -84,8 +84,8 @@ def _merged(rows: Sequence[Any]) -> WindowStats:
         total.failed += row.requests_failed
         total.dropped += row.requests_dropped
         total.latency_sum_us += row.latency_sum_us
-        if row.histogram:
-            total.histogram.add(decode_histogram(row.histogram))
+        if row.histogram:  # straight into the total (no intermediate histogram to fill)
+            total.histogram.decode_and_add(row.histogram.encode())
         if row.errors:
             total.errors.update(row.errors)
         total.steps_from_json(row.step_stats)
