@@ -137,9 +137,15 @@ class MessageApp:
         rows = await self.repo.list_contacts(audience_id, 0, 1)
         return rows[0] if rows else None
 
-    async def edit(self, campaign_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-        """Store an edit; a sending campaign uses it for every message not yet sent."""
-        campaign = await self.repo.get_campaign(campaign_id)
+    async def edit(
+        self, campaign_id: int, changes: dict[str, Any], campaign: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Store an edit; a sending campaign uses it for every message not yet sent.
+
+        `campaign` is its row when the caller has just read it (saves reading it again).
+        """
+        if campaign is None or campaign["id"] != campaign_id:
+            campaign = await self.repo.get_campaign(campaign_id)
         sample = await self.sample_contact(campaign["audience_id"])
         for field in ("message", "subject"):
             if changes.get(field) is not None:
@@ -355,9 +361,12 @@ class MessageApp:
         is shown, with the problem as its last_error and no recipients, never an error.
         """
         ids = [r["id"] for r in rows]
-        counts = await self.repo.counts(ids)
-        holders = await self.cluster.holders(KIND, ids)
-        audience_sizes = await self.repo.contact_counts(r["audience_id"] for r in rows)
+        # Three independent reads on three pooled connections: one wait, not three in a row.
+        counts, holders, audience_sizes = await asyncio.gather(
+            self.repo.counts(ids),
+            self.cluster.holders(KIND, ids),
+            self.repo.contact_counts(r["audience_id"] for r in rows),
+        )
         views = []
         for row in rows:
             c = counts[row["id"]]
