@@ -1,6 +1,8 @@
 """Cluster benchmark: deliveries/s by node count, and the API's latency with the engine out.
 
     .venv/bin/python bench/cluster.py [--contacts 20000] [--seconds 60] [--clients 8]
+                                      [--skip-deliveries] [--skip-api] [--setup serve|no-engine]
+                                      [--by-route] [--worker-nice N]
 
 On one fresh PostgreSQL database per run, with a loopback webhook sink in its own process:
 
@@ -63,6 +65,9 @@ class Sink:
         self.manager.shutdown()
 
 
+WORKER_NICE = 0  # --worker-nice: CAMPAIGND_WORKER_NICE for the workers
+
+
 def start_nodes(
     url: str, tmp: Path, workers: int, engine_in_api: bool, nodes: list[ServiceProcess]
 ) -> None:
@@ -74,7 +79,7 @@ def start_nodes(
     api.start()
     for i in range(workers):
         # INFO: the support's readiness check waits for the worker's "node.started" line.
-        worker_env = {"CAMPAIGND_LOG_LEVEL": "INFO"}
+        worker_env = {"CAMPAIGND_LOG_LEVEL": "INFO", "CAMPAIGND_WORKER_NICE": str(WORKER_NICE)}
         node = ServiceProcess(url, tmp / f"w{i}.log", command="worker", name=f"w{i}", **worker_env)
         nodes.append(node)
         node.start()
@@ -223,8 +228,17 @@ def main() -> None:
     parser.add_argument(
         "--by-route", action="store_true", help="Also print each route's count, p50 and p99."
     )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="Start the workers with CAMPAIGND_WORKER_NICE=N (they yield the CPU to the API).",
+    )
     args = parser.parse_args()
-    print(f"cluster bench on PostgreSQL, {os.cpu_count()} cores")
+    global WORKER_NICE
+    WORKER_NICE = args.worker_nice
+    nice = f", workers at nice +{args.worker_nice}" if args.worker_nice else ""
+    print(f"cluster bench on PostgreSQL, {os.cpu_count()} cores{nice}")
     if not args.skip_deliveries:
         print(f"\nmessage deliveries/s, one unpaced campaign of {args.contacts} to a webhook")
         for label, workers, embedded in (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import time
@@ -325,3 +326,21 @@ def test_a_paused_node_loses_its_lease_and_sends_nothing_for_the_old_epoch(
     assert len(repeated) <= 20
     for x in lines(paused) + lines(other):
         assert x["idempotency_key"] == f"{campaign}:{x['external_id']}"
+
+
+@pytest.mark.postgres
+def test_a_worker_can_leave_the_cpu_to_the_api(service_factory, postgres_url: str) -> None:
+    """`worker --nice N` (or CAMPAIGND_WORKER_NICE) raises the worker's nice value by N."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    by_option: ServiceProcess = service_factory(
+        postgres_url, command="worker", args=("--nice", "5")
+    )
+    by_env: ServiceProcess = service_factory(
+        postgres_url, command="worker", CAMPAIGND_WORKER_NICE="3"
+    )
+    plain: ServiceProcess = service_factory(postgres_url, command="worker")
+    assert by_option.process is not None and by_env.process is not None
+    assert plain.process is not None
+    assert os.getpriority(os.PRIO_PROCESS, by_option.process.pid) == min(19, base + 5)
+    assert os.getpriority(os.PRIO_PROCESS, by_env.process.pid) == min(19, base + 3)
+    assert os.getpriority(os.PRIO_PROCESS, plain.process.pid) == base
