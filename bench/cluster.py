@@ -1,6 +1,8 @@
 """Cluster benchmark: deliveries/s by node count, and the API's latency with the engine out.
 
     .venv/bin/python bench/cluster.py [--contacts 20000] [--seconds 60] [--clients 8]
+                                      [--skip-deliveries] [--skip-api] [--setup serve|no-engine]
+                                      [--by-route] [--worker-nice N]
 
 On one fresh PostgreSQL database per run, with a loopback webhook sink in its own process:
 
@@ -63,6 +65,9 @@ class Sink:
         self.manager.shutdown()
 
 
+WORKER_NICE = 0  # --worker-nice: CAMPAIGND_WORKER_NICE for the workers
+
+
 def start_nodes(
     url: str, tmp: Path, workers: int, engine_in_api: bool, nodes: list[ServiceProcess]
 ) -> None:
@@ -74,18 +79,21 @@ def start_nodes(
     api.start()
     for i in range(workers):
         # INFO: the support's readiness check waits for the worker's "node.started" line.
-        worker_env = {"CAMPAIGND_LOG_LEVEL": "INFO"}
+        worker_env = {"CAMPAIGND_LOG_LEVEL": "INFO", "CAMPAIGND_WORKER_NICE": str(WORKER_NICE)}
         node = ServiceProcess(url, tmp / f"w{i}.log", command="worker", name=f"w{i}", **worker_env)
         nodes.append(node)
         node.start()
 
 
 def with_cluster(
-    workers: int, engine_in_api: bool, body: Callable[[httpx.Client, Sink], Any]
+    workers: int,
+    engine_in_api: bool,
+    body: Callable[[httpx.Client, Sink], Any],
+    nodes: list[ServiceProcess] | None = None,
 ) -> Any:
     tmp = Path(tempfile.mkdtemp(prefix="campaignd-cluster-bench-"))
     url = create_postgres_database()
-    nodes: list[ServiceProcess] = []
+    nodes = [] if nodes is None else nodes
     try:
         with Sink() as sink:
             start_nodes(url, tmp, workers, engine_in_api, nodes)
@@ -137,6 +145,8 @@ def deliveries_per_second(contacts: int, workers: int, engine_in_api: bool) -> f
 def api_under_load(
     seconds: float, clients: int, workers: int, engine_in_api: bool
 ) -> dict[str, Any]:
+    nodes: list[ServiceProcess] = []
+
     def body(client: httpx.Client, sink: Sink) -> dict[str, Any]:
         args = argparse.Namespace(messages=50, rpm=60.0, minutes=seconds / 60 + 1)
         message_ids = _message_campaigns(client, sink.port, args)
@@ -163,6 +173,8 @@ def api_under_load(
         for campaign in message_ids:
             client.post(f"/api/campaigns/{campaign}/start")
         time.sleep(3.0)  # every campaign taken by a node
+        pids = ", ".join(f"{n.name} {n.process.pid}" for n in nodes if n.process)
+        print(f"    load starts ({pids})", flush=True)
         latencies: list[float] = []
         errors: Counter[str] = Counter()
         by_route: dict[str, list[float]] = {}
@@ -189,9 +201,13 @@ def api_under_load(
             "p99": _percentile(latencies, 99),
             "errors": sum(errors.values()),
             "campaign rate at sink (req/s, asked 100)": delivered / elapsed,
+            "by_route": {
+                route: (len(values), _percentile(values, 50), _percentile(values, 99))
+                for route, values in sorted(by_route.items())
+            },
         }
 
-    return dict(with_cluster(workers, engine_in_api, body))
+    return dict(with_cluster(workers, engine_in_api, body, nodes))
 
 
 def main() -> None:
@@ -203,8 +219,26 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--skip-deliveries", action="store_true")
     parser.add_argument("--skip-api", action="store_true")
+    parser.add_argument(
+        "--setup",
+        choices=("both", "serve", "no-engine"),
+        default="both",
+        help="Which API set-up(s) to measure: the engine in the API process, or out of it.",
+    )
+    parser.add_argument(
+        "--by-route", action="store_true", help="Also print each route's count, p50 and p99."
+    )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="Start the workers with CAMPAIGND_WORKER_NICE=N (they yield the CPU to the API).",
+    )
     args = parser.parse_args()
-    print(f"cluster bench on PostgreSQL, {os.cpu_count()} cores")
+    global WORKER_NICE
+    WORKER_NICE = args.worker_nice
+    nice = f", workers at nice +{args.worker_nice}" if args.worker_nice else ""
+    print(f"cluster bench on PostgreSQL, {os.cpu_count()} cores{nice}")
     if not args.skip_deliveries:
         print(f"\nmessage deliveries/s, one unpaced campaign of {args.contacts} to a webhook")
         for label, workers, embedded in (
@@ -220,11 +254,17 @@ def main() -> None:
             ("engine in the API process (serve)", 0, True),
             ("serve --no-engine + 2 workers", 2, False),
         ):
+            if args.setup != "both" and (args.setup == "serve") != embedded:
+                continue
             figures = api_under_load(args.seconds, args.clients, workers, embedded)
+            routes = figures.pop("by_route")
             shown = ", ".join(
                 f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()
             )
             print(f"  {label:<36} {shown}", flush=True)
+            if args.by_route:
+                for route, (count, p50, p99) in routes.items():
+                    print(f"      {route:<44}{count:>7}  p50 {p50:7.1f}  p99 {p99:7.1f}")
 
 
 if __name__ == "__main__":

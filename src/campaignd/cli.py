@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import resource
 import signal
 import sys
@@ -122,12 +123,21 @@ def worker(
         None, help="postgresql://... shared with the other nodes (env CAMPAIGND_DATABASE_URL)."
     ),
     name: str = typer.Option(None, help="This node's name in the cluster (default host-role-pid)."),
+    nice: int = typer.Option(
+        None,
+        min=0,
+        max=19,
+        help="Raise this process's nice value by N (env CAMPAIGND_WORKER_NICE, default 0): a "
+        "worker on the API's machine then leaves the CPU to the API when both want it.",
+    ),
 ) -> None:
     """Run campaigns for the cluster (no API): one more node on a shared PostgreSQL."""
     from campaignd.settings import async_database_url
 
-    settings = _settings(database_url=database_url, node_name=name, engine=True)
+    settings = _settings(database_url=database_url, node_name=name, engine=True, worker_nice=nice)
     logs.configure(settings.log_level)
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)
     if not async_database_url(settings.database_url).startswith("postgresql"):
         typer.echo(
             "error: `campaignd worker` needs PostgreSQL (CAMPAIGND_DATABASE_URL=postgresql://"

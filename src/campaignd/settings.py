@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # renewal (a killed node's shards are taken over then); the node loop runs this often.
     lease_seconds: float = Field(default=15.0, ge=2.0, le=600.0)
     node_tick_seconds: float = Field(default=1.0, gt=0, le=10.0)
+    # `campaignd worker` only: raise the process's nice value by this much at start, so a
+    # worker on the same machine as `serve --no-engine` yields the CPU to the API (0: off).
+    worker_nice: int = Field(default=0, ge=0, le=19)
     # This process's name in `nodes` (default: host-role-pid). Must be unique in a cluster.
     node_name: str | None = None
     # False: serve the API only (`serve --no-engine`); campaigns run on other nodes.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from campaignd.domain.leases import LeaseRef
 from campaignd.services import Services
 from campaignd.store.messaging_repo import DeliveryOutcome
 
@@ -72,3 +73,39 @@ async def test_suppression_is_case_insensitive(services: Services) -> None:
     await services.messaging.suppress("E1@X.TEST", "asked")
     rows = await services.messaging.candidates(campaign, audience, 0, 10)
     assert [r["external_id"] for r in rows] == ["e0", "e2"]
+
+
+async def test_view_figures_agree_with_counts_holders_and_audience_sizes(
+    services: Services,
+) -> None:
+    campaign, audience = await _campaign(services, 10)
+    other, other_audience = await _campaign(services, 3)
+    idle, _ = await _campaign(services, 0)
+    rows = await services.messaging.candidates(campaign, audience, 0, 10)
+    await services.messaging.claim(campaign, [(r["id"], None) for r in rows])
+    await services.messaging.record(
+        campaign,
+        [
+            DeliveryOutcome(r["id"], ok=i < 4, attempts=1, error=None)
+            for i, r in enumerate(rows[:5])
+        ],
+    )
+    await services.cluster.ensure({("message", campaign): 2, ("message", other): 1})
+    await services.cluster.claim("message", campaign, 2, "node-b", 2, 15.0)
+    await services.cluster.claim("message", other, 1, "node-a", 1, 15.0)
+    await services.cluster.release(
+        LeaseRef("message", other, 0, "node-a", 1)
+    )  # given back: no longer a holder
+    ids = [campaign, other, idle]
+    audiences = [audience, other_audience, audience]
+    figures = await services.messaging.view_figures(ids, audiences)
+    assert figures.counts == await services.messaging.counts(ids)
+    assert figures.counts[campaign] == {"sent": 4, "failed": 1, "sending": 5}
+    assert figures.audience_sizes == await services.messaging.contact_counts(audiences)
+    holders = await services.cluster.holders("message", ids)
+    assert figures.holders == {
+        cid: [(x.shard, x.holder) for x in held] for cid, held in holders.items()
+    }
+    assert figures.holders == {campaign: [(0, "node-b"), (1, "node-b")]}
+    empty = await services.messaging.view_figures([], [])
+    assert empty.counts == {} and empty.holders == {} and empty.audience_sizes == {}

@@ -137,9 +137,15 @@ class MessageApp:
         rows = await self.repo.list_contacts(audience_id, 0, 1)
         return rows[0] if rows else None
 
-    async def edit(self, campaign_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-        """Store an edit; a sending campaign uses it for every message not yet sent."""
-        campaign = await self.repo.get_campaign(campaign_id)
+    async def edit(
+        self, campaign_id: int, changes: dict[str, Any], campaign: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Store an edit; a sending campaign uses it for every message not yet sent.
+
+        `campaign` is its row when the caller has just read it (saves reading it again).
+        """
+        if campaign is None or campaign["id"] != campaign_id:
+            campaign = await self.repo.get_campaign(campaign_id)
         sample = await self.sample_contact(campaign["audience_id"])
         for field in ("message", "subject"):
             if changes.get(field) is not None:
@@ -354,19 +360,20 @@ class MessageApp:
         A row whose stored segment cannot be used (written before its operands were checked)
         is shown, with the problem as its last_error and no recipients, never an error.
         """
-        ids = [r["id"] for r in rows]
-        counts = await self.repo.counts(ids)
-        holders = await self.cluster.holders(KIND, ids)
-        audience_sizes = await self.repo.contact_counts(r["audience_id"] for r in rows)
+        # Counts, holders and audience sizes in one round trip (not three).
+        figures = await self.repo.view_figures(
+            [r["id"] for r in rows], [r["audience_id"] for r in rows]
+        )
+        counts, audience_sizes = figures.counts, figures.audience_sizes
         views = []
         for row in rows:
             c = counts[row["id"]]
-            held = holders.get(row["id"], [])
+            held = figures.holders.get(row["id"], [])
             view = {
                 **{k: v for k, v in row.items() if k not in ("session", "recipient_limit")},
                 "limit": row["recipient_limit"],
                 "sending": bool(held),
-                "nodes": [{"shard": x.shard, "node": x.holder} for x in held],
+                "nodes": [{"shard": shard, "node": holder} for shard, holder in held],
                 "sent_count": c[SENT],
                 "failed_count": c[FAILED],
                 "sending_count": c[SENDING],

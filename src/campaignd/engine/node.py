@@ -47,6 +47,10 @@ S = CampaignStatus
 TRAFFIC = CampaignKind.TRAFFIC.value
 MESSAGE = CampaignKind.MESSAGE.value
 NOTIFY_CHANNEL = "campaignd"
+# Ticks woken by notifications come at most this often: every API edit anywhere wakes every
+# node, and a burst of them is one look at the rows, not one each. An edit still reaches its
+# runner well within a second.
+MIN_TICK_GAP_SECONDS = 0.2
 Key = tuple[str, int, int]
 
 
@@ -101,6 +105,7 @@ class Node:
         self._running = False
         self._listener: Any = None
         self._database_down = False
+        self._renewed_at: float | None = None  # monotonic time of the last heartbeat and renewal
         traffic.on_change = self.wake
         messages.on_change = self.wake
 
@@ -231,6 +236,7 @@ class Node:
     async def _loop(self) -> None:
         while self._running:
             self._wake.clear()
+            began = time.monotonic()
             try:
                 await self.tick()
                 if self._database_down:
@@ -251,10 +257,23 @@ class Node:
                     )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.node_tick_seconds)
+            gap = min(MIN_TICK_GAP_SECONDS, self.settings.node_tick_seconds) - (
+                time.monotonic() - began
+            )
+            if gap > 0 and self._running:
+                await asyncio.sleep(gap)  # more wake-ups meanwhile make one tick
+
+    def _renewal_due(self) -> bool:
+        """Heartbeat and lease renewal keep the tick's pace, however often a wake-up comes."""
+        if self._renewed_at is None:
+            return True
+        return time.monotonic() - self._renewed_at >= self.settings.node_tick_seconds * 0.9
 
     async def tick(self) -> None:
-        await self.heartbeat()
-        await self._renew()
+        if self._renewal_due():
+            self._renewed_at = time.monotonic()
+            await self.heartbeat()
+            await self._renew()
         if self._listener is not None and self._listener.is_closed():
             self._listener = None
         await self._listen()

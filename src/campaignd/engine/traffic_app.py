@@ -33,6 +33,9 @@ STOP_WAIT_SECONDS = 3.0
 # A window row is taken as final this long after it was first read past: rows commit out of
 # id order only within a transaction's life, far shorter than this.
 SETTLE_SECONDS = 5.0
+# New windows up to this many are decoded on the loop (about 0.2 ms each); more go to
+# a thread so that a first look at a long campaign does not hold up other requests.
+INLINE_MERGE_ROWS = 4
 
 
 @dataclass
@@ -43,6 +46,7 @@ class _MergedWindows:
     floor: int = 0  # every row with an id up to here is merged
     seen: set[int] = field(default_factory=set)  # merged rows above the floor
     reads: list[tuple[float, int]] = field(default_factory=list)  # (when, highest id seen)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one merge at a time per campaign
 
 
 class TrafficApp:
@@ -59,7 +63,6 @@ class TrafficApp:
         self.host = host
         self.node = node
         self._merged: dict[int, _MergedWindows] = {}
-        self._merge_lock = asyncio.Lock()
 
     async def _changed(self, campaign_id: int) -> None:
         if self.node is not None:
@@ -213,12 +216,16 @@ class TrafficApp:
         return stats
 
     async def _totals(self, campaign_id: int) -> WindowStats:
-        async with self._merge_lock:
-            merged = self._merged.setdefault(campaign_id, _MergedWindows())
+        # A lock per campaign: info requests for different campaigns never wait for each other.
+        merged = self._merged.setdefault(campaign_id, _MergedWindows())
+        async with merged.lock:
             rows = await self.repo.windows_after(campaign_id, merged.floor)
             fresh = [r for r in rows if r.id not in merged.seen]
-            if fresh:
+            if len(fresh) > INLINE_MERGE_ROWS:
                 merged.totals.merge(await asyncio.to_thread(self.repo.merge_rows, fresh))
+            elif fresh:
+                merged.totals.merge(self.repo.merge_rows(fresh))
+            if fresh:
                 merged.seen.update(r.id for r in fresh)
             now = time.monotonic()
             if rows:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from campaignd.settings import async_database_url
 from campaignd.store import migrate
 
 READ_ONLY = "campaignd_read_only"
+# A pooled PostgreSQL connection unused for longer than this is checked (one round trip of
+# its own) before it is handed out; a busy one is not (see _configure_postgres).
+IDLE_PING_SECONDS = 1.0
 
 
 def utcnow() -> datetime:
@@ -54,6 +58,33 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def _configure_postgres(engine: AsyncEngine) -> None:
+    """Check a pooled connection only when it has been idle, not on every checkout.
+
+    SQLAlchemy's pool_pre_ping costs three round trips per checkout with asyncpg (BEGIN, a
+    ping, ROLLBACK) and a checkout is made for every read: under load that was most of the
+    API's work. A connection that was used a moment ago needs no check: if the server went
+    away since, the query fails as a disconnect, which makes SQLAlchemy invalidate the whole
+    pool, so the next checkout connects afresh. One that sat idle (a restart, an idle
+    timeout of a proxy in between) is pinged first, as pre_ping did, and replaced if dead.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since <= IDLE_PING_SECONDS:
+            return  # a new connection, or one in use a moment ago
+        try:
+            dbapi_connection.ping()
+        except Exception as error:
+            # The pool throws this connection away and hands out a fresh one.
+            raise exc.DisconnectionError(str(error)) from error
+
+
 class Database:
     """Owns the engine; hands out short transactions."""
 
@@ -61,9 +92,16 @@ class Database:
         self.url = async_database_url(url)
         kwargs: dict[str, Any] = {"echo": echo}
         if self.url.startswith("postgresql"):
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            kwargs.update(pool_size=10, max_overflow=20)
         self.engine = create_async_engine(self.url, **kwargs)
         self.dialect = self.engine.dialect.name
+        # A read on PostgreSQL runs in autocommit: one round trip per query instead of BEGIN,
+        # the query and COMMIT. At the default isolation (READ COMMITTED) each statement of a
+        # transaction sees its own snapshot anyway, so a read loses no consistency by it.
+        self._read_options: dict[str, Any] = {READ_ONLY: True}
+        if self.dialect == "postgresql":
+            _configure_postgres(self.engine)
+            self._read_options["isolation_level"] = "AUTOCOMMIT"
         # SQLite has one writer at a time. Writers queue here, in order, rather than in
         # SQLite's busy handler, which sleeps in steps of up to 100 ms while holding a pooled
         # connection that readers then wait for.
@@ -89,10 +127,23 @@ class Database:
             yield connection
 
     @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """For one write statement that is atomic by itself: on PostgreSQL it is sent alone,
+        committed as it runs (no BEGIN or COMMIT round trip); on SQLite a transaction."""
+        if self._write_turn is not None:
+            async with self.transaction() as connection:
+                yield connection
+            return
+        async with self.engine.connect() as connection:
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            async with connection.begin():
+                yield connection
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction (on SQLite it takes no write lock)."""
         async with self.engine.connect() as connection:
-            connection = await connection.execution_options(**{READ_ONLY: True})
+            connection = await connection.execution_options(**self._read_options)
             async with connection.begin():
                 yield connection
 
@@ -104,7 +155,7 @@ class Database:
         """Wake every node listening (PostgreSQL NOTIFY); nothing on SQLite (one engine)."""
         if not self.is_postgres:
             return
-        async with self.engine.begin() as connection:
+        async with self.autocommit() as connection:
             await connection.exec_driver_sql("SELECT pg_notify('campaignd', $1)", (payload[:200],))
 
     async def close(self) -> None:

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Integer,
+    String,
     and_,
     bindparam,
     cast,
@@ -17,10 +19,13 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     literal_column,
+    null,
     or_,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,7 +36,7 @@ from campaignd.domain.leases import LeaseRef
 from campaignd.domain.lifecycle import CampaignUse
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
-from campaignd.store.cluster_repo import ClusterRepository, LeaseLost
+from campaignd.store.cluster_repo import ClusterRepository
 from campaignd.store.db import Database, utcnow
 from campaignd.store.rows import to_dict
 from campaignd.store.tables import (
@@ -40,6 +45,7 @@ from campaignd.store.tables import (
     contacts,
     deliveries,
     engagements,
+    leases,
     message_campaigns,
     suppressions,
 )
@@ -109,6 +115,15 @@ def _by_variant(claims: list[tuple[int, str | None]]) -> dict[str | None, list[i
 
 def normalize_address(address: str) -> str:
     return address.strip().lower()
+
+
+@dataclass
+class ViewFigures:
+    """Per campaign: sent/failed/sending counts and (shard, node) holders; per audience: size."""
+
+    counts: dict[int, dict[str, int]]
+    holders: dict[int, list[tuple[int, str]]]
+    audience_sizes: dict[int, int]
 
 
 class MessagingRepository:
@@ -558,6 +573,63 @@ class MessagingRepository:
             result[campaign_id][state] = count
         return result
 
+    async def view_figures(
+        self, campaign_ids: list[int], audience_ids: Iterable[int]
+    ) -> ViewFigures:
+        """What a campaign's view adds to its row, in one round trip: the ledger's counts
+        (`counts`), the live holders of its shards (`cluster.holders`) and its audience's
+        size (`contact_counts`), as three parts of one UNION ALL."""
+        ids = list(campaign_ids)
+        audiences_wanted = sorted(set(audience_ids))
+        figures = ViewFigures(
+            counts={cid: {SENT: 0, FAILED: 0, SENDING: 0} for cid in ids},
+            holders={},
+            audience_sizes=dict.fromkeys(audiences_wanted, 0),
+        )
+        if not ids:
+            return figures
+        L = leases
+        text = String(200)
+        parts = [
+            select(
+                literal("count", text).label("part"),
+                D.c.campaign_id.label("id"),
+                D.c.state.label("label"),
+                func.count().label("n"),
+            )
+            .where(D.c.campaign_id.in_(ids))
+            .group_by(D.c.campaign_id, D.c.state),
+            select(
+                literal("lease", text),
+                L.c.campaign_id,
+                L.c.holder,
+                cast(L.c.shard, BigInteger),
+            ).where(
+                L.c.kind == CampaignKind.MESSAGE.value,
+                L.c.campaign_id.in_(ids),
+                L.c.holder.is_not(None),
+                L.c.expires_at > (func.now() if self.db.is_postgres else utcnow()),
+            ),
+        ]
+        if audiences_wanted:
+            parts.append(
+                select(literal("audience", text), C.c.audience_id, null(), func.count())
+                .where(C.c.audience_id.in_(audiences_wanted))
+                .group_by(C.c.audience_id)
+            )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(union_all(*parts))).all()
+        for part, row_id, label, n in rows:
+            if part == "count":
+                figures.counts[row_id][label] = int(n)
+            elif part == "lease":
+                figures.holders.setdefault(row_id, []).append((int(n), label))
+            else:
+                figures.audience_sizes[row_id] = int(n)
+        for held in figures.holders.values():
+            held.sort()
+        return figures
+
     def _eligible(
         self, campaign_id: int, audience_id: int, follow_up: list[dict[str, Any]] | None = None
     ) -> Any:
@@ -793,13 +865,11 @@ class MessagingRepository:
             return fenced
         now = utcnow()
         async with self.db.transaction() as conn:
+            held = await self.cluster.held_of(conn, [u.lease for u in updates if u.lease])
             for index, u in enumerate(updates):
-                if u.lease is not None:
-                    try:
-                        await self.cluster.check(conn, u.lease)
-                    except LeaseLost:
-                        fenced.add(index)
-                        continue
+                if u.lease is not None and u.lease not in held:
+                    fenced.add(index)
+                    continue
                 groups: dict[tuple[bool, int, str | None], list[int]] = {}
                 for o in u.outcomes:
                     groups.setdefault((o.ok, o.attempts, o.error), []).append(o.contact_id)

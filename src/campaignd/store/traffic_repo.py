@@ -28,7 +28,7 @@ from campaignd.domain.leases import LeaseRef
 from campaignd.domain.lifecycle import CampaignUse
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
-from campaignd.store.cluster_repo import ClusterRepository, LeaseLost
+from campaignd.store.cluster_repo import ClusterRepository
 from campaignd.store.db import Database, iso, utcnow
 from campaignd.store.rows import to_dict
 from campaignd.store.tables import traffic_campaigns, traffic_profiles, traffic_stats
@@ -84,8 +84,8 @@ def _merged(rows: Sequence[Any]) -> WindowStats:
         total.failed += row.requests_failed
         total.dropped += row.requests_dropped
         total.latency_sum_us += row.latency_sum_us
-        if row.histogram:
-            total.histogram.add(decode_histogram(row.histogram))
+        if row.histogram:  # straight into the total (no intermediate histogram to fill)
+            total.histogram.decode_and_add(row.histogram.encode())
         if row.errors:
             total.errors.update(row.errors)
         total.steps_from_json(row.step_stats)
@@ -368,11 +368,8 @@ class TrafficRepository:
             return fenced
         async with self.db.transaction() as conn:
             leases = {item.lease for item in batch if item.lease is not None}
-            for lease in leases:
-                try:
-                    await self.cluster.check(conn, lease)
-                except LeaseLost:
-                    fenced.add(lease.key)
+            held = await self.cluster.held_of(conn, leases)
+            fenced = {lease.key for lease in leases - held}
             kept = [i for i in batch if i.lease is None or i.lease.key not in fenced]
             if not kept:
                 return fenced
@@ -413,8 +410,7 @@ class TrafficRepository:
                 .values(active_seconds=bindparam("active")),
                 [{"cid": cid, "active": active} for cid, active in latest.items()],
             )
-            for lease, active in shard_clock.items():
-                await self.cluster.note_active_seconds(conn, lease, active)
+            await self.cluster.note_active_seconds_many(conn, shard_clock)
         return fenced
 
     async def note_runner(self, campaign_id: int, runner_id: str) -> None:

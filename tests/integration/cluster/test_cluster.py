@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import time
@@ -405,3 +406,21 @@ def test_a_lowered_limit_holds_for_every_shard_together(
     per_recipient = Counter(d["recipient"]["external_id"] for d in delivered(target))
     assert len(per_recipient) == 100 and max(per_recipient.values()) == 1
     assert view["sent_count"] == 100 and view["sending_count"] == 0
+
+
+@pytest.mark.postgres
+def test_a_worker_can_leave_the_cpu_to_the_api(service_factory, postgres_url: str) -> None:
+    """`worker --nice N` (or CAMPAIGND_WORKER_NICE) raises the worker's nice value by N."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    by_option: ServiceProcess = service_factory(
+        postgres_url, command="worker", args=("--nice", "5")
+    )
+    by_env: ServiceProcess = service_factory(
+        postgres_url, command="worker", CAMPAIGND_WORKER_NICE="3"
+    )
+    plain: ServiceProcess = service_factory(postgres_url, command="worker")
+    assert by_option.process is not None and by_env.process is not None
+    assert plain.process is not None
+    assert os.getpriority(os.PRIO_PROCESS, by_option.process.pid) == min(19, base + 5)
+    assert os.getpriority(os.PRIO_PROCESS, by_env.process.pid) == min(19, base + 3)
+    assert os.getpriority(os.PRIO_PROCESS, plain.process.pid) == base

@@ -482,7 +482,7 @@ async def patch_campaign(
             changes.get("ab_test", campaign.get("ab_test")),
             changes.get("segment"),
         )
-        await svc.message_app.edit(campaign_id, changes)
+        await svc.message_app.edit(campaign_id, changes, campaign)
     return await campaign_view(svc, campaign_id)
 
 
