@@ -205,14 +205,19 @@ class TrafficApp:
         runner = self.host.runner(campaign["id"]) if self.host is not None else None
         if runner is not None and int(campaign.get("shards") or 1) == 1:
             return runner.stats()
-        totals = await self._totals(campaign["id"])
+        generating = self.generating(campaign)
+        if generating:
+            totals, busy = await asyncio.gather(
+                self._totals(campaign["id"]), self.repo.busy_users_now(campaign["id"])
+            )
+        else:
+            totals, busy = await self._totals(campaign["id"]), 0  # nothing generates now
         stats = summarize(
             totals,
             float(campaign.get("active_seconds") or 0.0),
             float(campaign["requests_per_minute"]),
         )
-        if not self.generating(campaign):
-            stats["busy_users"] = 0  # nothing generates now
+        stats["busy_users"] = busy
         return stats
 
     async def _totals(self, campaign_id: int) -> WindowStats:

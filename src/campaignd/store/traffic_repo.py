@@ -484,6 +484,23 @@ class TrafficRepository:
                 ).all()
             )
 
+    async def busy_users_now(self, campaign_id: int) -> int:
+        """Users with a request in flight, across shards: each shard's latest window's gauge,
+        added up (a merge of every window keeps only counts and histograms)."""
+        S = traffic_stats
+        latest = (
+            select(func.max(S.c.id))
+            .where(S.c.campaign_id == campaign_id)
+            .group_by(func.coalesce(S.c.shard, 0))
+        )
+        async with self.db.read() as conn:
+            total = (
+                await conn.execute(
+                    select(func.coalesce(func.sum(S.c.busy_users), 0)).where(S.c.id.in_(latest))
+                )
+            ).scalar_one()
+        return int(total)
+
     async def record_window(
         self, campaign_id: int, window: WindowStats, target_rpm: float, active_seconds: float
     ) -> None:

@@ -365,6 +365,13 @@ def test_a_joining_node_takes_a_shard_and_the_rate_holds(
             time.monotonic() - window_start
         )
         assert abs(measured - rate / 60) <= 0.1 * rate / 60, f"{measured:.1f}/s after the join"
+
+        def busy_users() -> int:
+            info = client.get(f"/api/traffic/campaigns/{campaign}/info").json()
+            return int(info["stats"]["busy_users"])
+
+        # The gauge adds up both shards' latest windows (each had a request in flight).
+        wait_until(lambda: busy_users() >= 2, 10, "busy users of both shards")
         client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "stopped"})
 
         def counted() -> int:
