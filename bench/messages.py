@@ -283,7 +283,9 @@ def run_campaignd(
             view = client.get(f"/api/campaigns/{campaign}").json()
             if view["status"] == "completed" and not view["sending"]:
                 break
-            time.sleep(0.2)
+            # Every 0.2 s while sending (a view counts the ledger: polling must not load the
+            # server it measures), every 20 ms once the sink has everything.
+            time.sleep(0.02 if timeline.last is not None else 0.2)
         elapsed = time.monotonic() - started
         cpu = sum(process.cpu_times()[:2]) - cpu_before
         others_cpu = cpu_seconds(others) - others_before
