@@ -22,7 +22,9 @@ import pytest
 from support.messaging_flow import delivered, make_account, make_audience, make_campaign
 from support.service import CAMPAIGND, ServiceProcess
 from support.target import CountingTarget
-from support.traffic_flow import make_profile
+from support.traffic_flow import info, make_profile
+from support.traffic_flow import make_campaign as make_traffic_campaign
+from support.traffic_flow import start as start_traffic
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +47,10 @@ def holders(client: httpx.Client, kind: str, campaign: int) -> dict[int, str]:
             if held["kind"] == kind and held["campaign_id"] == campaign:
                 out[held["shard"]] = node["name"]
     return out
+
+
+def stats_of(client: httpx.Client, campaign: int) -> dict[str, Any]:
+    return dict(info(client, campaign)["stats"])
 
 
 def start_cluster(
@@ -125,23 +131,16 @@ def test_kill_9_a_worker_during_a_sharded_traffic_campaign(
     api, workers = start_cluster(service_factory, postgres_url, 3)
     rate = 1200  # per minute: 20/s over 3 shards
     with api.client() as client:
-        profile = make_profile(client)
-        created = client.post(
-            "/api/traffic/campaigns",
-            json={
-                "name": "sharded",
-                "target_url": target.url,
-                "user_profile_ids": [profile],
-                "requests_per_minute": rate,
-                "duration_minutes": 5,
-                "total_users": 30,
-                "shards": 3,
-            },
-        ).json()
-        campaign = created["id"]
-        client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "running"})
-        started = client.post("/api/traffic/generate", json={"campaign_id": campaign})
-        assert started.status_code == 200, started.text
+        campaign = make_traffic_campaign(
+            client,
+            target.url,
+            make_profile(client),
+            requests_per_minute=rate,
+            duration_minutes=5,
+            total_users=30,
+            shards=3,
+        )
+        start_traffic(client, campaign)
         wait_until(lambda: len(holders(client, "traffic", campaign)) == 3, 15, "3 shards held")
         placed = holders(client, "traffic", campaign)
         assert len(set(placed.values())) == 3, f"one shard per node: {placed}"
@@ -228,20 +227,10 @@ def test_sigterm_hands_a_shard_over_within_two_seconds(
 ) -> None:
     api, workers = start_cluster(service_factory, postgres_url, 2)
     with api.client() as client:
-        profile = make_profile(client)
-        campaign = client.post(
-            "/api/traffic/campaigns",
-            json={
-                "name": "handover",
-                "target_url": target.url,
-                "user_profile_ids": [profile],
-                "requests_per_minute": 600,
-                "duration_minutes": 5,
-                "total_users": 10,
-            },
-        ).json()["id"]
-        client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "running"})
-        client.post("/api/traffic/generate", json={"campaign_id": campaign})
+        campaign = make_traffic_campaign(
+            client, target.url, make_profile(client), duration_minutes=5, total_users=10
+        )
+        start_traffic(client, campaign)
         wait_until(lambda: len(holders(client, "traffic", campaign)) == 1, 15, "held")
         holder = holders(client, "traffic", campaign)[0]
         time.sleep(1.0)
@@ -334,21 +323,16 @@ def test_a_joining_node_takes_a_shard_and_the_rate_holds(
     api, workers = start_cluster(service_factory, postgres_url, 1)
     rate = 1200  # per minute: 20/s over 2 shards
     with api.client() as client:
-        profile = make_profile(client)
-        campaign = client.post(
-            "/api/traffic/campaigns",
-            json={
-                "name": "rebalanced",
-                "target_url": target.url,
-                "user_profile_ids": [profile],
-                "requests_per_minute": rate,
-                "duration_minutes": 5,
-                "total_users": 20,
-                "shards": 2,
-            },
-        ).json()["id"]
-        client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "running"})
-        client.post("/api/traffic/generate", json={"campaign_id": campaign})
+        campaign = make_traffic_campaign(
+            client,
+            target.url,
+            make_profile(client),
+            requests_per_minute=rate,
+            duration_minutes=5,
+            total_users=20,
+            shards=2,
+        )
+        start_traffic(client, campaign)
         wait_until(lambda: holders(client, "traffic", campaign) == {0: "w0", 1: "w0"}, 15, "w0")
         workers["w1"] = service_factory(postgres_url, command="worker", name="w1")
         joined = time.monotonic()
@@ -366,20 +350,11 @@ def test_a_joining_node_takes_a_shard_and_the_rate_holds(
         )
         assert abs(measured - rate / 60) <= 0.1 * rate / 60, f"{measured:.1f}/s after the join"
 
-        def busy_users() -> int:
-            info = client.get(f"/api/traffic/campaigns/{campaign}/info").json()
-            return int(info["stats"]["busy_users"])
-
         # The gauge adds up both shards' latest windows (each had a request in flight).
-        wait_until(lambda: busy_users() >= 2, 10, "busy users of both shards")
+        wait_until(lambda: stats_of(client, campaign)["busy_users"] >= 2, 10, "both shards busy")
         client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "stopped"})
-
-        def counted() -> int:
-            info = client.get(f"/api/traffic/campaigns/{campaign}/info").json()
-            return int(info["stats"]["requests_total"])
-
         wait_until(
-            lambda: counted() == target.total,
+            lambda: stats_of(client, campaign)["requests_total"] == target.total,
             10,
             "every request the target counted is in the merged stats (a hand-over loses none)",
         )

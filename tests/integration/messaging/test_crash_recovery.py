@@ -18,6 +18,9 @@ from support.messaging_flow import (
 )
 from support.service import ServiceProcess
 from support.target import CountingTarget
+from support.traffic_flow import info, make_profile
+from support.traffic_flow import make_campaign as make_traffic_campaign
+from support.traffic_flow import start as start_traffic
 
 pytestmark = pytest.mark.slow
 
@@ -85,23 +88,11 @@ def test_recover_on_start_false_leaves_both_kinds_for_the_operator(
             rate_per_minute=900,
         )
         client.post(f"/api/campaigns/{campaign}/start")
-        profile = client.post(
-            "/api/traffic/profiles",
-            json={"name": "p", "requests": [{"method": "GET", "path": "/t"}]},
-        ).json()["id"]
-        traffic = client.post(
-            "/api/traffic/campaigns",
-            json={
-                "name": "t",
-                "target_url": target.url,
-                "user_profile_ids": [profile],
-                "requests_per_minute": 600,
-                "duration_minutes": 5,
-                "total_users": 5,
-            },
-        ).json()["id"]
-        client.put(f"/api/traffic/campaigns/{traffic}/status", json={"status": "running"})
-        client.post("/api/traffic/generate", json={"campaign_id": traffic})
+        profile = make_profile(client, requests=[{"method": "GET", "path": "/t"}])
+        traffic = make_traffic_campaign(
+            client, target.url, profile, duration_minutes=5, total_users=5
+        )
+        start_traffic(client, traffic)
         wait_until(lambda: len(delivered(target)) >= 10 and target.counts["/t"] >= 10)
     first.kill()
 
@@ -109,8 +100,7 @@ def test_recover_on_start_false_leaves_both_kinds_for_the_operator(
     with second.client() as client:
         paused = wait_for(client, campaign, "paused")
         assert "CAMPAIGND_RECOVER_ON_START=false" in paused["pause_reason"]
-        info = client.get(f"/api/traffic/campaigns/{traffic}/info").json()
-        assert info["traffic_generation_active"] is False, info
+        assert info(client, traffic)["traffic_generation_active"] is False
         sent, hits = len(delivered(target)), target.counts["/t"]
         wait_until(lambda: '"messages.not_recovered"' in second.log)
         # Nothing goes out by itself; Resume sends the rest, to nobody twice.
