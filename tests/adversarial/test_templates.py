@@ -15,6 +15,7 @@ import httpx
 import psutil
 import pytest
 
+from campaignd.domain import templates
 from campaignd.domain.errors import InvalidInput
 from campaignd.messaging.template_checker import TemplateChecker
 from support.messaging_flow import (
@@ -211,26 +212,52 @@ async def test_the_checker_replaces_a_killed_or_late_worker_and_leaves_none() ->
     sample = {"external_id": "s", "address": "s@example.test", "attributes": {"name": "Sam"}}
     before = {p.pid for p in _workers(os.getpid(), pool_only=True)}
     try:
-        assert await checker.preview("Hi {{ name }}", sample) == "Hi Sam"
+        # A filter: a template that can compute is checked in a worker process.
+        assert await checker.preview("Hi {{ name|upper }}", sample) == "Hi SAM"
         [worker] = [p for p in _workers(os.getpid(), pool_only=True) if p.pid not in before]
         worker.kill()
         worker.wait(5)
-        assert await checker.preview("Hi {{ name }}", sample) == "Hi Sam", "a fresh pool"
+        assert await checker.preview("Hi {{ name|upper }}", sample) == "Hi SAM", "a fresh pool"
         checker.task_seconds = 0.000_001
         with pytest.raises(InvalidInput, match="took longer than"):
-            await checker.check("Hi {{ name }}", "subject", sample)
+            await checker.check("Hi {{ name|upper }}", "subject", sample)
         checker.task_seconds = 5.0
-        await checker.check("Hi {{ name }}", "subject", sample)
+        await checker.check("Hi {{ name|upper }}", "subject", sample)
     finally:
         await checker.shutdown()
     left = [p for p in _workers(os.getpid(), pool_only=True) if p.pid not in before]
     assert left == [], left
 
 
+async def test_a_small_plain_template_is_checked_without_a_worker_process() -> None:
+    checker = TemplateChecker(workers=1)
+    sample = {"external_id": "s", "address": "s@example.test", "attributes": {"name": "Sam"}}
+    before = {p.pid for p in _workers(os.getpid(), pool_only=True)}
+    try:
+        assert await checker.preview("Hi {{ name }}", sample) == "Hi Sam"
+        await checker.check("Hi {{ name }}, {{ address }}", "subject", sample)
+        with pytest.raises(InvalidInput) as refused:
+            await checker.check("Hi {{ nickname }}", "subject", sample)
+        assert refused.value.message == (
+            "Field 'subject' cannot be rendered for contact 's': 'nickname' is undefined."
+        )
+        assert [p for p in _workers(os.getpid(), pool_only=True) if p.pid not in before] == []
+        assert templates.is_small_plain("x {{ a }}" * 50)
+        assert not templates.is_small_plain("x {{ a }}" * 51), "compiling many takes long"
+        assert not templates.is_small_plain("x {{ a|upper }}")
+    finally:
+        await checker.shutdown()
+
+
 def test_service_stop_leaves_no_template_worker(
     service: ServiceProcess, client: httpx.Client
 ) -> None:
-    assert client.post("/api/campaigns/preview", json={"message": "Hi"}).json()["rendered"] == "Hi"
+    assert (
+        client.post("/api/campaigns/preview", json={"message": "{{ 'Hi'|upper }}"}).json()[
+            "rendered"
+        ]
+        == "HI"
+    )
     assert service.process is not None
     workers = _workers(service.process.pid)
     assert workers, "the preview ran in a worker process"
@@ -242,7 +269,12 @@ def test_service_stop_leaves_no_template_worker(
 def test_a_killed_service_leaves_no_template_worker(
     service: ServiceProcess, client: httpx.Client
 ) -> None:
-    assert client.post("/api/campaigns/preview", json={"message": "Hi"}).json()["rendered"] == "Hi"
+    assert (
+        client.post("/api/campaigns/preview", json={"message": "{{ 'Hi'|upper }}"}).json()[
+            "rendered"
+        ]
+        == "HI"
+    )
     assert service.process is not None
     workers = _workers(service.process.pid)
     assert workers, "the preview ran in a worker process"
