@@ -17,6 +17,7 @@ from campaignd.messaging.channels.http_post import PostClient, PostError
 from support.tls import server_context
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PEER = web.RequestKey("peer", object)  # the client's address, kept while it is known
 
 
 @asynccontextmanager
@@ -27,9 +28,7 @@ async def aiohttp_server(
 
     async def record(request: web.Request) -> web.StreamResponse:
         await request.read()
-        request["peer"] = (
-            request.transport.get_extra_info("peername") if request.transport else None
-        )
+        request[PEER] = request.transport.get_extra_info("peername") if request.transport else None
         seen.append(request)
         return await handler(request)
 
@@ -76,7 +75,7 @@ async def test_posts_keep_one_connection_alive_and_carry_body_headers_and_query(
     assert [r.headers["Idempotency-Key"] for r in seen] == [f"1:u{i}-ключ" for i in range(5)]
     assert {r.headers["Host"] for r in seen} == {url.removeprefix("http://")}
     # One TCP connection carried every POST (same client port each time).
-    assert len({r["peer"] for r in seen}) == 1
+    assert len({r[PEER] for r in seen}) == 1
 
 
 async def test_concurrent_posts_open_more_connections_and_all_arrive() -> None:
