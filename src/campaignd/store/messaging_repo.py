@@ -38,7 +38,7 @@ from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
 from campaignd.store.cluster_repo import ClusterRepository
 from campaignd.store.db import Database, utcnow
-from campaignd.store.rows import to_dict
+from campaignd.store.rows import archived_filter, to_dict
 from campaignd.store.tables import (
     accounts,
     audiences,
@@ -100,11 +100,6 @@ class LedgerUpdate:
     lease: LeaseRef | None = None
 
 
-def _archived(table: Any, archived: bool) -> Any:
-    column = table.c.archived_at
-    return column.is_not(None) if archived else column.is_(None)
-
-
 def _by_variant(claims: list[tuple[int, str | None]]) -> dict[str | None, list[int]]:
     """Contact ids per variant (nearly always one group): one claim statement per group."""
     groups: dict[str | None, list[int]] = {}
@@ -152,7 +147,7 @@ class MessagingRepository:
 
     async def list_accounts(self, archived: bool = False) -> list[dict[str, Any]]:
         """Accounts in use (or, with archived=True, only the archived ones)."""
-        query = select(accounts).where(_archived(accounts, archived)).order_by(accounts.c.id)
+        query = select(accounts).where(archived_filter(accounts, archived)).order_by(accounts.c.id)
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
         return [to_dict(r) for r in rows]  # type: ignore[misc]
@@ -246,7 +241,7 @@ class MessagingRepository:
         query = (
             select(audiences, func.coalesce(counts.c.n, 0).label("contact_count"))
             .outerjoin(counts, counts.c.audience_id == audiences.c.id)
-            .where(_archived(audiences, archived))
+            .where(archived_filter(audiences, archived))
             .order_by(audiences.c.id)
         )
         async with self.db.read() as conn:
@@ -407,7 +402,7 @@ class MessagingRepository:
     async def list_campaigns(
         self, status: str | None = None, archived: bool = False
     ) -> list[dict[str, Any]]:
-        query = select(M).where(_archived(M, archived)).order_by(M.c.id)
+        query = select(M).where(archived_filter(M, archived)).order_by(M.c.id)
         if status:
             query = query.where(M.c.status == status)
         async with self.db.read() as conn:
@@ -482,20 +477,13 @@ class MessagingRepository:
 
     async def archive_campaign(self, campaign_id: int, archived: bool) -> dict[str, Any]:
         async with self.db.transaction() as conn:
-            row = (
-                await conn.execute(select(M.c.name, M.c.status).where(M.c.id == campaign_id))
-            ).first()
-            if row is None:
-                raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
-            if archived:
-                lifecycle.refuse_active_campaign(campaign_id, row.name, row.status, "archive")
-            await conn.execute(
-                update(M)
-                .where(M.c.id == campaign_id, M.c.status == row.status)
-                .values(archived_at=utcnow() if archived else None)
-            )
-            await status_store.record_event(
-                conn, CampaignKind.MESSAGE, campaign_id, "archived" if archived else "unarchived"
+            await status_store.set_archived(
+                conn,
+                M,
+                CampaignKind.MESSAGE,
+                campaign_id,
+                archived,
+                f"Campaign {campaign_id} does not exist.",
             )
         return await self.get_campaign(campaign_id)
 
@@ -814,23 +802,18 @@ class MessagingRepository:
 
     @functools.cached_property
     def _ids_select(self) -> str:
-        """A subquery reading the :ids parameter (array or JSON list) as a set of ids."""
+        """A subquery reading the :ids parameter (array or JSON list) as ids named `value`."""
         if self.db.is_postgres:
-            return "SELECT unnest(CAST(:ids AS BIGINT[]))"
+            return "SELECT unnest(CAST(:ids AS BIGINT[])) AS value"
         return "SELECT value FROM json_each(:ids)"
 
     @functools.cached_property
     def _claim_sql(self) -> Any:
-        ids = (
-            "unnest(CAST(:ids AS BIGINT[])) AS picked(value)"
-            if self.db.is_postgres
-            else "json_each(:ids)"
-        )
         return text(
             "INSERT INTO deliveries (campaign_id, contact_id, state, attempts, variant,"
             " claimed_at, shard, epoch)"
             f" SELECT :campaign_id, value, '{SENDING}', 0, :variant, :now, :shard, :epoch"
-            f" FROM {ids} WHERE true"
+            f" FROM ({self._ids_select}) AS picked WHERE true"
             " ON CONFLICT (campaign_id, contact_id) DO UPDATE SET state = excluded.state,"
             " claimed_at = excluded.claimed_at, variant = excluded.variant,"
             " shard = excluded.shard, epoch = excluded.epoch"

@@ -1,4 +1,5 @@
-"""The one place a campaign status is written: compare-and-set in SQL, audited."""
+"""The one place a campaign status (and its archive mark) is written: compare-and-set in SQL,
+audited."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from campaignd.domain import lifecycle
 from campaignd.domain.errors import IllegalTransition, NotFound
 from campaignd.domain.statuses import (
     Actor,
@@ -98,3 +100,27 @@ async def transition(
         actor=actor,
     )
     return current
+
+
+async def set_archived(
+    conn: AsyncConnection,
+    table: Table,
+    kind: CampaignKind,
+    campaign_id: int,
+    archived: bool,
+    not_found: str,
+) -> None:
+    """Archive (an active campaign is refused) or unarchive; `not_found` is the NotFound text."""
+    row = (
+        await conn.execute(select(table.c.name, table.c.status).where(table.c.id == campaign_id))
+    ).first()
+    if row is None:
+        raise NotFound(not_found, campaign_id=campaign_id)
+    if archived:
+        lifecycle.refuse_active_campaign(campaign_id, row.name, row.status, "archive")
+    await conn.execute(
+        update(table)
+        .where(table.c.id == campaign_id, table.c.status == row.status)
+        .values(archived_at=utcnow() if archived else None)
+    )
+    await record_event(conn, kind, campaign_id, "archived" if archived else "unarchived")

@@ -30,7 +30,7 @@ from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
 from campaignd.store.cluster_repo import ClusterRepository
 from campaignd.store.db import Database, iso, utcnow
-from campaignd.store.rows import to_dict
+from campaignd.store.rows import archived_filter, to_dict
 from campaignd.store.tables import traffic_campaigns, traffic_profiles, traffic_stats
 from campaignd.traffic.stats import (
     WindowStats,
@@ -116,11 +116,6 @@ class SeriesPoint:
 P = traffic_profiles
 
 
-def _archived(table: Any, archived: bool) -> Any:
-    column = table.c.archived_at
-    return column.is_not(None) if archived else column.is_(None)
-
-
 class TrafficRepository:
     """All SQL for traffic campaigns; callers speak in intents, not queries."""
 
@@ -138,7 +133,7 @@ class TrafficRepository:
             return to_dict(result.first())  # type: ignore[return-value]
 
     async def list_profiles(self, archived: bool = False) -> list[dict[str, Any]]:
-        query = select(P).where(_archived(P, archived)).order_by(P.c.id)
+        query = select(P).where(archived_filter(P, archived)).order_by(P.c.id)
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
         return [to_dict(r) for r in rows]  # type: ignore[misc]
@@ -226,7 +221,7 @@ class TrafficRepository:
     async def list_campaigns(
         self, status: str | None = None, archived: bool = False
     ) -> list[dict[str, Any]]:
-        query = select(T).where(_archived(T, archived)).order_by(T.c.id)
+        query = select(T).where(archived_filter(T, archived)).order_by(T.c.id)
         if status:
             query = query.where(T.c.status == status)
         async with self.db.read() as conn:
@@ -288,22 +283,13 @@ class TrafficRepository:
 
     async def archive_campaign(self, campaign_id: int, archived: bool) -> dict[str, Any]:
         async with self.db.transaction() as conn:
-            row = (
-                await conn.execute(select(T.c.name, T.c.status).where(T.c.id == campaign_id))
-            ).first()
-            if row is None:
-                raise NotFound(
-                    f"Traffic campaign {campaign_id} does not exist.", campaign_id=campaign_id
-                )
-            if archived:
-                lifecycle.refuse_active_campaign(campaign_id, row.name, row.status, "archive")
-            await conn.execute(
-                update(T)
-                .where(T.c.id == campaign_id, T.c.status == row.status)
-                .values(archived_at=utcnow() if archived else None)
-            )
-            await status_store.record_event(
-                conn, CampaignKind.TRAFFIC, campaign_id, "archived" if archived else "unarchived"
+            await status_store.set_archived(
+                conn,
+                T,
+                CampaignKind.TRAFFIC,
+                campaign_id,
+                archived,
+                f"Traffic campaign {campaign_id} does not exist.",
             )
         return await self.get_campaign(campaign_id)
 
