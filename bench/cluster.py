@@ -36,6 +36,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from control_plane import _hammer, _message_campaigns, _percentile, _serve_target
+from messages import cpu_seconds, postgres_pids
 
 from support.databases import create_postgres_database, drop_postgres_database
 from support.net import free_port
@@ -178,6 +179,14 @@ def api_under_load(
         latencies: list[float] = []
         errors: Counter[str] = Counter()
         by_route: dict[str, list[float]] = {}
+        groups = {
+            "API": [n.process.pid for n in nodes[:1] if n.process],
+            "workers": [n.process.pid for n in nodes[1:] if n.process],
+            "PostgreSQL": postgres_pids(),
+            "sink": [sink.process.pid] if sink.process.pid else [],
+            "clients": [os.getpid()],
+        }
+        cpu_before = {name: cpu_seconds(pids) for name, pids in groups.items()}
         started = time.monotonic()
         before = sink.total()
         until = started + seconds
@@ -195,7 +204,11 @@ def api_under_load(
         asyncio.run(main())
         elapsed = time.monotonic() - started
         delivered = sink.total() - before
+        busy = {name: (cpu_seconds(pids) - cpu_before[name]) / elapsed for name, pids in groups.items()}
+        api_cpu_ms = busy["API"] * elapsed / max(1, len(latencies)) * 1000
         return {
+            "cores busy": ", ".join(f"{name} {value:.2f}" for name, value in busy.items()),
+            "API CPU per request (ms)": api_cpu_ms,
             "requests/s": len(latencies) / elapsed,
             "p50": _percentile(latencies, 50),
             "p99": _percentile(latencies, 99),

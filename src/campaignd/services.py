@@ -51,7 +51,7 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, role: str = "serve") -> Services:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, pool_size=settings.db_pool_size)
         traffic = TrafficRepository(db)
         messaging = MessagingRepository(db)
         guard = TargetGuard(Allowlist.parse(settings.allowed_targets))

@@ -88,20 +88,28 @@ def _configure_postgres(engine: AsyncEngine) -> None:
 class Database:
     """Owns the engine; hands out short transactions."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 20) -> None:
         self.url = async_database_url(url)
         kwargs: dict[str, Any] = {"echo": echo}
-        if self.url.startswith("postgresql"):
-            kwargs.update(pool_size=10, max_overflow=20)
+        postgres = self.url.startswith("postgresql")
+        if postgres:
+            # Connections past pool_size are closed when handed back, and a new one costs a
+            # server process and several round trips: the pool holds what a busy node uses.
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine = create_async_engine(self.url, **kwargs)
         self.dialect = self.engine.dialect.name
-        # A read on PostgreSQL runs in autocommit: one round trip per query instead of BEGIN,
-        # the query and COMMIT. At the default isolation (READ COMMITTED) each statement of a
-        # transaction sees its own snapshot anyway, so a read loses no consistency by it.
-        self._read_options: dict[str, Any] = {READ_ONLY: True}
-        if self.dialect == "postgresql":
+        # Reads and single-statement writes on PostgreSQL run on connections that stay in
+        # autocommit (a pool of their own): one round trip per query instead of BEGIN, the
+        # query and COMMIT, and no isolation level set and reset at every checkout. At the
+        # default isolation (READ COMMITTED) each statement of a transaction sees its own
+        # snapshot anyway, so a read loses no consistency by it.
+        self._autocommit_engine: AsyncEngine | None = None
+        if postgres:
             _configure_postgres(self.engine)
-            self._read_options["isolation_level"] = "AUTOCOMMIT"
+            self._autocommit_engine = create_async_engine(
+                self.url, isolation_level="AUTOCOMMIT", **kwargs
+            )
+            _configure_postgres(self._autocommit_engine)
         # SQLite has one writer at a time. Writers queue here, in order, rather than in
         # SQLite's busy handler, which sleeps in steps of up to 100 ms while holding a pooled
         # connection that readers then wait for.
@@ -130,20 +138,23 @@ class Database:
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
         """For one write statement that is atomic by itself: on PostgreSQL it is sent alone,
         committed as it runs (no BEGIN or COMMIT round trip); on SQLite a transaction."""
-        if self._write_turn is not None:
+        if self._autocommit_engine is None:
             async with self.transaction() as connection:
                 yield connection
             return
-        async with self.engine.connect() as connection:
-            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            async with connection.begin():
-                yield connection
+        async with self._autocommit_engine.connect() as connection:
+            yield connection
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only transaction (on SQLite it takes no write lock)."""
+        """For reads: on PostgreSQL each statement alone (autocommit); on SQLite a deferred
+        transaction, which takes no write lock."""
+        if self._autocommit_engine is not None:
+            async with self._autocommit_engine.connect() as connection:
+                yield connection
+            return
         async with self.engine.connect() as connection:
-            connection = await connection.execution_options(**self._read_options)
+            connection = await connection.execution_options(**{READ_ONLY: True})
             async with connection.begin():
                 yield connection
 
@@ -160,3 +171,5 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._autocommit_engine is not None:
+            await self._autocommit_engine.dispose()
