@@ -204,7 +204,9 @@ def api_under_load(
         asyncio.run(main())
         elapsed = time.monotonic() - started
         delivered = sink.total() - before
-        busy = {name: (cpu_seconds(pids) - cpu_before[name]) / elapsed for name, pids in groups.items()}
+        busy = {
+            name: (cpu_seconds(pids) - cpu_before[name]) / elapsed for name, pids in groups.items()
+        }
         api_cpu_ms = busy["API"] * elapsed / max(1, len(latencies)) * 1000
         return {
             "cores busy": ", ".join(f"{name} {value:.2f}" for name, value in busy.items()),
