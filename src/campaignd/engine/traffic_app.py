@@ -47,6 +47,12 @@ class _MergedWindows:
     seen: set[int] = field(default_factory=set)  # merged rows above the floor
     reads: list[tuple[float, int]] = field(default_factory=list)  # (when, highest id seen)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one merge at a time per campaign
+    # Each shard's latest window read: (id, users busy then). Their sum is the campaign's
+    # busy users now (a merge of windows keeps only counts and histograms).
+    latest: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def busy_users(self) -> int:
+        return sum(busy for _, busy in self.latest.values())
 
 
 class TrafficApp:
@@ -205,13 +211,9 @@ class TrafficApp:
         runner = self.host.runner(campaign["id"]) if self.host is not None else None
         if runner is not None and int(campaign.get("shards") or 1) == 1:
             return runner.stats()
-        generating = self.generating(campaign)
-        if generating:
-            totals, busy = await asyncio.gather(
-                self._totals(campaign["id"]), self.repo.busy_users_now(campaign["id"])
-            )
-        else:
-            totals, busy = await self._totals(campaign["id"]), 0  # nothing generates now
+        totals, busy = await self._totals(campaign["id"])
+        if not self.generating(campaign):
+            busy = 0  # nothing generates now
         stats = summarize(
             totals,
             float(campaign.get("active_seconds") or 0.0),
@@ -220,7 +222,8 @@ class TrafficApp:
         stats["busy_users"] = busy
         return stats
 
-    async def _totals(self, campaign_id: int) -> WindowStats:
+    async def _totals(self, campaign_id: int) -> tuple[WindowStats, int]:
+        """Every window merged, and the users busy in each shard's latest window."""
         # A lock per campaign: info requests for different campaigns never wait for each other.
         merged = self._merged.setdefault(campaign_id, _MergedWindows())
         async with merged.lock:
@@ -232,6 +235,10 @@ class TrafficApp:
                 merged.totals.merge(self.repo.merge_rows(fresh))
             if fresh:
                 merged.seen.update(r.id for r in fresh)
+            for row in rows:
+                shard = row.shard or 0
+                if row.id > merged.latest.get(shard, (0, 0))[0]:
+                    merged.latest[shard] = (row.id, row.busy_users or 0)
             now = time.monotonic()
             if rows:
                 merged.reads.append((now, max(r.id for r in rows)))
@@ -240,4 +247,4 @@ class TrafficApp:
                 merged.floor = max(merged.floor, *settled)
                 merged.seen = {i for i in merged.seen if i > merged.floor}
                 merged.reads = [(w, h) for w, h in merged.reads if w >= now - SETTLE_SECONDS]
-            return merged.totals
+            return merged.totals, merged.busy_users()

@@ -7,6 +7,7 @@ on one machine and uses this process's clock.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -344,19 +345,11 @@ class ClusterRepository:
         ids = list(campaign_ids)
         if not ids:
             return {}
+        params: dict[str, Any] = {"kind": kind, "ids": ids}
+        if not self.db.is_postgres:
+            params["now"] = utcnow()
         async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    select(L)
-                    .where(
-                        L.c.kind == kind,
-                        L.c.campaign_id.in_(ids),
-                        L.c.holder.is_not(None),
-                        L.c.expires_at > self._now(),
-                    )
-                    .order_by(L.c.campaign_id, L.c.shard)
-                )
-            ).all()
+            rows = (await conn.execute(_live_holders(self.db.is_postgres), params)).all()
         out: dict[int, list[LeaseRow]] = {}
         for row in rows:
             lease = LeaseRow.from_row(row)
@@ -479,3 +472,18 @@ class ClusterRepository:
                 .where(rate_slots.c.key == key)
                 .values(next_free=func.greatest(rate_slots.c.next_free, now + seconds))
             )
+
+
+@functools.cache
+def _live_holders(postgres: bool) -> Any:
+    """Unexpired held leases of kind `:kind` for the campaigns in `:ids`, built once."""
+    return (
+        select(L)
+        .where(
+            L.c.kind == bindparam("kind"),
+            L.c.campaign_id.in_(bindparam("ids", expanding=True)),
+            L.c.holder.is_not(None),
+            L.c.expires_at > (func.now() if postgres else bindparam("now")),
+        )
+        .order_by(L.c.campaign_id, L.c.shard)
+    )

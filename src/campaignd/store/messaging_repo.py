@@ -38,7 +38,7 @@ from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
 from campaignd.store.cluster_repo import ClusterRepository
 from campaignd.store.db import Database, utcnow
-from campaignd.store.rows import archived_filter, to_dict
+from campaignd.store.rows import archived_filter, by_id, listing, to_dict
 from campaignd.store.tables import (
     accounts,
     audiences,
@@ -402,16 +402,15 @@ class MessagingRepository:
     async def list_campaigns(
         self, status: str | None = None, archived: bool = False
     ) -> list[dict[str, Any]]:
-        query = select(M).where(archived_filter(M, archived)).order_by(M.c.id)
-        if status:
-            query = query.where(M.c.status == status)
         async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (
+                await conn.execute(listing(M, archived, bool(status)), {"status": status})
+            ).all()
         return [to_dict(r) for r in rows]  # type: ignore[misc]
 
     async def get_campaign(self, campaign_id: int) -> dict[str, Any]:
         async with self.db.read() as conn:
-            row = (await conn.execute(select(M).where(M.c.id == campaign_id))).first()
+            row = (await conn.execute(by_id(M), {"row_id": campaign_id})).first()
         if row is None:
             raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
         return to_dict(row)  # type: ignore[return-value]
@@ -576,37 +575,12 @@ class MessagingRepository:
         )
         if not ids:
             return figures
-        L = leases
-        text = String(200)
-        parts = [
-            select(
-                literal("count", text).label("part"),
-                D.c.campaign_id.label("id"),
-                D.c.state.label("label"),
-                func.count().label("n"),
-            )
-            .where(D.c.campaign_id.in_(ids))
-            .group_by(D.c.campaign_id, D.c.state),
-            select(
-                literal("lease", text),
-                L.c.campaign_id,
-                L.c.holder,
-                cast(L.c.shard, BigInteger),
-            ).where(
-                L.c.kind == CampaignKind.MESSAGE.value,
-                L.c.campaign_id.in_(ids),
-                L.c.holder.is_not(None),
-                L.c.expires_at > (func.now() if self.db.is_postgres else utcnow()),
-            ),
-        ]
-        if audiences_wanted:
-            parts.append(
-                select(literal("audience", text), C.c.audience_id, null(), func.count())
-                .where(C.c.audience_id.in_(audiences_wanted))
-                .group_by(C.c.audience_id)
-            )
+        params: dict[str, Any] = {"ids": ids, "audiences": audiences_wanted}
+        if not self.db.is_postgres:
+            params["now"] = utcnow()
+        query = _view_figures_query(self.db.is_postgres, bool(audiences_wanted))
         async with self.db.read() as conn:
-            rows = (await conn.execute(union_all(*parts))).all()
+            rows = (await conn.execute(query, params)).all()
         for part, row_id, label, n in rows:
             if part == "count":
                 figures.counts[row_id][label] = int(n)
@@ -1103,3 +1077,40 @@ def follow_up_filters(conditions: list[dict[str, Any]]) -> list[Any]:
                 )
             filters.append(test if condition[name] else ~test)
     return filters
+
+
+@functools.cache
+def _view_figures_query(postgres: bool, with_audiences: bool) -> Any:
+    """MessagingRepository.view_figures' UNION ALL for campaigns `:ids` and audiences
+    `:audiences`, built once."""
+    L = leases
+    ids = bindparam("ids", expanding=True)
+    text = String(200)
+    parts = [
+        select(
+            literal("count", text).label("part"),
+            D.c.campaign_id.label("id"),
+            D.c.state.label("label"),
+            func.count().label("n"),
+        )
+        .where(D.c.campaign_id.in_(ids))
+        .group_by(D.c.campaign_id, D.c.state),
+        select(
+            literal("lease", text),
+            L.c.campaign_id,
+            L.c.holder,
+            cast(L.c.shard, BigInteger),
+        ).where(
+            L.c.kind == CampaignKind.MESSAGE.value,
+            L.c.campaign_id.in_(ids),
+            L.c.holder.is_not(None),
+            L.c.expires_at > (func.now() if postgres else bindparam("now")),
+        ),
+    ]
+    if with_audiences:
+        parts.append(
+            select(literal("audience", text), C.c.audience_id, null(), func.count())
+            .where(C.c.audience_id.in_(bindparam("audiences", expanding=True)))
+            .group_by(C.c.audience_id)
+        )
+    return union_all(*parts)

@@ -1,11 +1,17 @@
-"""Turning result rows into plain dicts with ISO timestamps; the archived filter of lists."""
+"""Turning result rows into plain dicts with ISO timestamps; the archived filter of lists;
+the statements every table's reads share, built once.
+
+Building a statement costs more than running it (a `select` of a 30-column table is about
+0.25 ms of CPU); the ones read on every request are built once, with bound parameters.
+"""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Row, Select, bindparam, select
 
 from campaignd.store.db import iso
 
@@ -13,10 +19,30 @@ from campaignd.store.db import iso
 def to_dict(row: Row[Any] | None) -> dict[str, Any] | None:
     if row is None:
         return None
-    return {k: (iso(v) if isinstance(v, datetime) else v) for k, v in row._mapping.items()}
+    values = zip(row._fields, row, strict=True)
+    return {k: (iso(v) if isinstance(v, datetime) else v) for k, v in values}
 
 
 def archived_filter(table: Any, archived: bool) -> Any:
     """Rows archived (True) or in use (False), by the table's `archived_at`."""
     column = table.c.archived_at
     return column.is_not(None) if archived else column.is_(None)
+
+
+@functools.cache
+def by_id(table: Any) -> Select[Any]:
+    """The row with id `:row_id`."""
+    return select(table).where(table.c.id == bindparam("row_id"))
+
+
+@functools.cache
+def by_ids(table: Any) -> Select[Any]:
+    """The rows with an id in `:row_ids` (a list)."""
+    return select(table).where(table.c.id.in_(bindparam("row_ids", expanding=True)))
+
+
+@functools.cache
+def listing(table: Any, archived: bool, by_status: bool) -> Select[Any]:
+    """Rows archived or in use, in id order; of status `:status` if `by_status`."""
+    query = select(table).where(archived_filter(table, archived)).order_by(table.c.id)
+    return query.where(table.c.status == bindparam("status")) if by_status else query

@@ -30,7 +30,7 @@ from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
 from campaignd.store.cluster_repo import ClusterRepository
 from campaignd.store.db import Database, iso, utcnow
-from campaignd.store.rows import archived_filter, to_dict
+from campaignd.store.rows import by_id, by_ids, listing, to_dict
 from campaignd.store.tables import traffic_campaigns, traffic_profiles, traffic_stats
 from campaignd.traffic.stats import (
     WindowStats,
@@ -133,21 +133,20 @@ class TrafficRepository:
             return to_dict(result.first())  # type: ignore[return-value]
 
     async def list_profiles(self, archived: bool = False) -> list[dict[str, Any]]:
-        query = select(P).where(archived_filter(P, archived)).order_by(P.c.id)
         async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(listing(P, archived, False))).all()
         return [to_dict(r) for r in rows]  # type: ignore[misc]
 
     async def get_profile(self, profile_id: int) -> dict[str, Any]:
         async with self.db.read() as conn:
-            row = (await conn.execute(select(P).where(P.c.id == profile_id))).first()
+            row = (await conn.execute(by_id(P), {"row_id": profile_id})).first()
         if row is None:
             raise NotFound(f"Traffic profile {profile_id} does not exist.", profile_id=profile_id)
         return to_dict(row)  # type: ignore[return-value]
 
     async def get_profiles(self, ids: list[int]) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
-            rows = (await conn.execute(select(P).where(P.c.id.in_(ids)))).all()
+            rows = (await conn.execute(by_ids(P), {"row_ids": ids})).all()
         found = {r.id: to_dict(r) for r in rows}
         missing = [i for i in ids if i not in found]
         if missing:
@@ -221,16 +220,15 @@ class TrafficRepository:
     async def list_campaigns(
         self, status: str | None = None, archived: bool = False
     ) -> list[dict[str, Any]]:
-        query = select(T).where(archived_filter(T, archived)).order_by(T.c.id)
-        if status:
-            query = query.where(T.c.status == status)
         async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (
+                await conn.execute(listing(T, archived, bool(status)), {"status": status})
+            ).all()
         return [to_dict(r) for r in rows]  # type: ignore[misc]
 
     async def get_campaign(self, campaign_id: int) -> dict[str, Any]:
         async with self.db.read() as conn:
-            row = (await conn.execute(select(T).where(T.c.id == campaign_id))).first()
+            row = (await conn.execute(by_id(T), {"row_id": campaign_id})).first()
         if row is None:
             raise NotFound(
                 f"Traffic campaign {campaign_id} does not exist.", campaign_id=campaign_id
@@ -443,49 +441,20 @@ class TrafficRepository:
         if not ids:
             return {}
         async with self.db.read() as conn:
-            rows = (await conn.execute(select(T).where(T.c.id.in_(ids)))).all()
+            rows = (await conn.execute(by_ids(T), {"row_ids": ids})).all()
         return {r.id: to_dict(r) for r in rows}  # type: ignore[misc]
 
     async def windows_after(self, campaign_id: int, after_id: int) -> list[Any]:
-        """Stats windows with ids above `after_id`, for an incremental merge of the totals."""
-        S = traffic_stats
+        """Stats windows with ids above `after_id`, for an incremental merge of the totals
+        (with each window's shard and busy-users gauge)."""
         async with self.db.read() as conn:
             return list(
                 (
                     await conn.execute(
-                        select(
-                            S.c.id,
-                            S.c.window_seconds,
-                            S.c.requests_succeeded,
-                            S.c.requests_failed,
-                            S.c.requests_dropped,
-                            S.c.latency_sum_us,
-                            S.c.histogram,
-                            S.c.errors,
-                            S.c.step_stats,
-                        )
-                        .where(S.c.campaign_id == campaign_id, S.c.id > after_id)
-                        .order_by(S.c.id)
+                        _WINDOWS_AFTER, {"campaign_id": campaign_id, "after_id": after_id}
                     )
                 ).all()
             )
-
-    async def busy_users_now(self, campaign_id: int) -> int:
-        """Users with a request in flight, across shards: each shard's latest window's gauge,
-        added up (a merge of every window keeps only counts and histograms)."""
-        S = traffic_stats
-        latest = (
-            select(func.max(S.c.id))
-            .where(S.c.campaign_id == campaign_id)
-            .group_by(func.coalesce(S.c.shard, 0))
-        )
-        async with self.db.read() as conn:
-            total = (
-                await conn.execute(
-                    select(func.coalesce(func.sum(S.c.busy_users), 0)).where(S.c.id.in_(latest))
-                )
-            ).scalar_one()
-        return int(total)
 
     async def record_window(
         self, campaign_id: int, window: WindowStats, target_rpm: float, active_seconds: float
@@ -635,3 +604,25 @@ class TrafficRepository:
             max_ms=row.max_ms,
             busy_users=row.busy_users,
         )
+
+
+_WINDOWS_AFTER = (
+    select(
+        traffic_stats.c.id,
+        traffic_stats.c.shard,
+        traffic_stats.c.busy_users,
+        traffic_stats.c.window_seconds,
+        traffic_stats.c.requests_succeeded,
+        traffic_stats.c.requests_failed,
+        traffic_stats.c.requests_dropped,
+        traffic_stats.c.latency_sum_us,
+        traffic_stats.c.histogram,
+        traffic_stats.c.errors,
+        traffic_stats.c.step_stats,
+    )
+    .where(
+        traffic_stats.c.campaign_id == bindparam("campaign_id"),
+        traffic_stats.c.id > bindparam("after_id"),
+    )
+    .order_by(traffic_stats.c.id)
+)
