@@ -40,6 +40,37 @@ async def test_profile_and_campaign_round_trip(services: Services) -> None:
     assert updated["version"] == campaign["version"] + 1
 
 
+async def test_an_edit_is_stored_with_its_event_in_one_go(services: Services) -> None:
+    campaign = await _campaign(services)
+    updated = await services.traffic.update_campaign(campaign["id"], {"name": "renamed"})
+    assert (updated["name"], updated["version"]) == ("renamed", campaign["version"] + 1)
+    assert (await services.traffic.get_campaign(campaign["id"]))["name"] == "renamed"
+    async with services.db.read() as conn:
+        events = (
+            await conn.execute(
+                select(campaign_events.c.event, campaign_events.c.details, campaign_events.c.at)
+                .where(campaign_events.c.campaign_id == campaign["id"])
+                .order_by(campaign_events.c.id)
+            )
+        ).all()
+    assert [(e.event, e.details) for e in events] == [
+        ("created", None),
+        ("edited", {"name": "renamed"}),
+    ]
+    assert events[-1].at is not None
+    with pytest.raises(NotFound):
+        await services.traffic.update_campaign(campaign["id"] + 1000, {"name": "x"})
+    async with services.db.read() as conn:
+        count = (
+            await conn.execute(
+                select(campaign_events.c.id).where(
+                    campaign_events.c.campaign_id == campaign["id"] + 1000
+                )
+            )
+        ).all()
+    assert count == []
+
+
 async def test_profile_in_use_cannot_be_deleted(services: Services) -> None:
     campaign = await _campaign(services)
     with pytest.raises(Conflict):

@@ -146,13 +146,14 @@ class MessageApp:
         """
         if campaign is None or campaign["id"] != campaign_id:
             campaign = await self.repo.get_campaign(campaign_id)
-        sample = await self.sample_contact(campaign["audience_id"])
-        for field in ("message", "subject"):
-            if changes.get(field) is not None:
-                await self.templates.check(changes[field], field, sample)
-        sending = campaign["status"] == S.RUNNING or await self._held(campaign_id, True)
+        texts = [f for f in ("message", "subject") if changes.get(f) is not None]
+        sample = await self.sample_contact(campaign["audience_id"]) if texts else None
+        for field in texts:
+            await self.templates.check(changes[field], field, sample)
         for field in ("account_id", "shards"):
-            if field in changes and sending:
+            if field in changes and (
+                campaign["status"] == S.RUNNING or await self._held(campaign_id, True)
+            ):
                 what = "the account" if field == "account_id" else field
                 raise Conflict(
                     f"Cannot change {what} while the campaign is sending; stop it first.",

@@ -434,20 +434,11 @@ class MessagingRepository:
     async def update_campaign(
         self, campaign_id: int, data: dict[str, Any], audit: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        async with self.db.transaction() as conn:
-            row = (
-                await conn.execute(
-                    update(M)
-                    .where(M.c.id == campaign_id)
-                    .values(**data, version=M.c.version + 1, updated_at=utcnow())
-                    .returning(M)
-                )
-            ).first()
-            if row is None:
-                raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
-            await status_store.record_event(
-                conn, CampaignKind.MESSAGE, campaign_id, "edited", details=audit or data
-            )
+        row = await status_store.update_edited(
+            self.db, M, CampaignKind.MESSAGE, campaign_id, data, audit or data
+        )
+        if row is None:
+            raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
         return to_dict(row)  # type: ignore[return-value]
 
     async def delete_campaign(self, campaign_id: int) -> None:

@@ -236,20 +236,12 @@ class TrafficRepository:
         return to_dict(row)  # type: ignore[return-value]
 
     async def update_campaign(self, campaign_id: int, data: dict[str, Any]) -> dict[str, Any]:
-        async with self.db.transaction() as conn:
-            result = await conn.execute(
-                update(T)
-                .where(T.c.id == campaign_id)
-                .values(**data, version=T.c.version + 1, updated_at=utcnow())
-                .returning(T)
-            )
-            row = result.first()
-            if row is None:
-                raise NotFound(
-                    f"Traffic campaign {campaign_id} does not exist.", campaign_id=campaign_id
-                )
-            await status_store.record_event(
-                conn, CampaignKind.TRAFFIC, campaign_id, "edited", details=data
+        row = await status_store.update_edited(
+            self.db, T, CampaignKind.TRAFFIC, campaign_id, data, data
+        )
+        if row is None:
+            raise NotFound(
+                f"Traffic campaign {campaign_id} does not exist.", campaign_id=campaign_id
             )
         return to_dict(row)  # type: ignore[return-value]
 

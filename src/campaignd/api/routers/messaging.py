@@ -333,14 +333,15 @@ async def _check_design(
     segment: Any,
 ) -> None:
     """Templates render for a sample contact; variants, A/B test and segment make sense."""
-    sample = await svc.message_app.sample_contact(audience_id)
-    checker = svc.message_app.templates
-    for field, text in texts.items():
-        if text:
-            await checker.check(text, field, sample)
-    for index, variant in enumerate(variants or []):
-        if variant.get("message"):
-            await checker.check(variant["message"], f"variants[{index}].message", sample)
+    checks = [(field, text) for field, text in texts.items() if text]
+    checks += [
+        (f"variants[{index}].message", variant["message"])
+        for index, variant in enumerate(variants or [])
+        if variant.get("message")
+    ]
+    sample = await svc.message_app.sample_contact(audience_id) if checks else None
+    for field, text in checks:
+        await svc.message_app.templates.check(text, field, sample)
     if variants and len({v["name"] for v in variants}) != len(variants):
         raise InvalidInput("Variant names must be unique.", field="variants")
     if ab_test is not None and len(variants or []) < 2:
@@ -482,7 +483,8 @@ async def patch_campaign(
             changes.get("ab_test", campaign.get("ab_test")),
             changes.get("segment"),
         )
-        await svc.message_app.edit(campaign_id, changes, campaign)
+        updated = await svc.message_app.edit(campaign_id, changes, campaign)
+        return (await svc.message_app.describe([updated]))[0]
     return await campaign_view(svc, campaign_id)
 
 
