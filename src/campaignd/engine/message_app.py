@@ -8,6 +8,7 @@ this process, through NOTIFY elsewhere). Counts come from the ledger.
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,8 @@ from campaignd.store.secrets import SecretBox
 
 S = CampaignStatus
 KIND = CampaignKind.MESSAGE.value
+# Another node's import is seen within this long. Each campaign's count expires at its own
+# moment within it, so a list of many campaigns never recounts them all in one request.
 REACHABLE_CACHE_SECONDS = 30.0
 # A stop returns once in-flight sends have finished (the runner's drain is bounded by 5 s).
 STOP_WAIT_SECONDS = 7.0
@@ -400,7 +403,8 @@ class MessageApp:
         if cached is None or cached[0] <= now:
             eligible = await self._count_eligible(row)
             reachable = counts[SENT] + counts[SENDING] + eligible
-            cached = (now + REACHABLE_CACHE_SECONDS, reachable, counts[FAILED])
+            expires = now + REACHABLE_CACHE_SECONDS * random.uniform(0.5, 1.0)
+            cached = (expires, reachable, counts[FAILED])
             self._reachable_cache[row["id"]] = cached
         _, reachable, failed_then = cached
         return max(0, reachable - (counts[FAILED] - failed_then))
