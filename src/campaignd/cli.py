@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import os
 import resource
@@ -85,7 +86,7 @@ def serve(
     _raise_open_file_limit(settings.max_connections)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings),
+            create_app(settings, freeze_heap=True),
             host=host,
             port=port,
             log_config=None,
@@ -159,6 +160,7 @@ async def _run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await svc.start()
+    gc.freeze()  # as `serve` does (create_app): full collections skip the start-up heap
     log_event("worker.started", node=svc.node.name if svc.node else None)
     try:
         await stop.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -36,13 +37,23 @@ Errors are JSON objects with an `error` sentence plus context: 400 a rule refuse
 """
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    services: Services | None = None,
+    *,
+    freeze_heap: bool = False,
+) -> FastAPI:
+    """The app. `freeze_heap` (a served process, not tests): once started, everything alive
+    is moved out of the collector's reach (gc.freeze), so a full collection walks only
+    what requests made since; it took up to 0.25 s with the start-up heap in it."""
     settings = settings or Settings()
     svc = services or Services.build(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await svc.start()
+        if freeze_heap:
+            gc.freeze()
         log_event("service.started", database=svc.db.dialect, auth=bool(settings.api_token))
         try:
             yield
