@@ -28,8 +28,8 @@ class Settings(BaseSettings):
     port: int = 8080
     log_level: str = "INFO"
     # PostgreSQL only: connections each of a node's two pools keeps (transactions; reads and
-    # single statements), and as many again past that for bursts: at most 4x this per node.
-    db_pool_size: int = Field(default=10, ge=1, le=500)
+    # single statements), and as many again past that for bursts.
+    db_pool_size: int = Field(default=20, ge=1, le=500)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # The HTTP edge (api/edge.py): seconds a client may take to send a request's headers,
     # then its whole body; and open connections past which new ones are answered 503.

@@ -88,7 +88,7 @@ def _configure_postgres(engine: AsyncEngine) -> None:
 class Database:
     """Owns the engine; hands out short transactions."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 20) -> None:
         self.url = async_database_url(url)
         kwargs: dict[str, Any] = {"echo": echo}
         postgres = self.url.startswith("postgresql")
