@@ -27,9 +27,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "INFO"
-    # PostgreSQL only: connections each of a node's two pools keeps (transactions; reads and
-    # single statements), and as many again past that for bursts.
-    db_pool_size: int = Field(default=20, ge=1, le=500)
+    # PostgreSQL only: connections a node keeps for reads and single statements, and as many
+    # again past that for bursts; its pool for transactions is half that size. A node opens
+    # only what it uses at once: at most 3x this.
+    db_pool_size: int = Field(default=20, ge=2, le=500)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # The HTTP edge (api/edge.py): seconds a client may take to send a request's headers,
     # then its whole body; and open connections past which new ones are answered 503.

@@ -94,8 +94,10 @@ class Database:
         postgres = self.url.startswith("postgresql")
         if postgres:
             # Connections past pool_size are closed when handed back, and a new one costs a
-            # server process and several round trips: the pool holds what a busy node uses.
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            # server process and several round trips: the pools hold what a busy node uses
+            # (reads: pool_size; transactions, fewer and shorter: half as many).
+            size = max(2, pool_size // 2)
+            kwargs.update(pool_size=size, max_overflow=size)
         self.engine = create_async_engine(self.url, **kwargs)
         self.dialect = self.engine.dialect.name
         # Reads and single-statement writes on PostgreSQL run on connections that stay in
@@ -107,7 +109,11 @@ class Database:
         if postgres:
             _configure_postgres(self.engine)
             self._autocommit_engine = create_async_engine(
-                self.url, isolation_level="AUTOCOMMIT", **kwargs
+                self.url,
+                isolation_level="AUTOCOMMIT",
+                echo=echo,
+                pool_size=pool_size,
+                max_overflow=pool_size,
             )
             _configure_postgres(self._autocommit_engine)
         # SQLite has one writer at a time. Writers queue here, in order, rather than in
