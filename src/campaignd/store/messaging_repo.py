@@ -551,25 +551,23 @@ class MessagingRepository:
             result[campaign_id][state] = count
         return result
 
-    async def view_figures(
-        self, campaign_ids: list[int], audience_ids: Iterable[int]
-    ) -> ViewFigures:
+    async def view_figures(self, campaign_ids: list[int]) -> ViewFigures:
         """What a campaign's view adds to its row, in one round trip: the ledger's counts
-        (`counts`), the live holders of its shards (`cluster.holders`) and its audience's
-        size (`contact_counts`), as three parts of one UNION ALL."""
+        (`counts`), the live holders of its shards (`cluster.holders`) and the size of each
+        campaign's audience (`contact_counts`), as three parts of one UNION ALL. It needs
+        only the ids, so a view can read it while it reads the row."""
         ids = list(campaign_ids)
-        audiences_wanted = sorted(set(audience_ids))
         figures = ViewFigures(
             counts={cid: {SENT: 0, FAILED: 0, SENDING: 0} for cid in ids},
             holders={},
-            audience_sizes=dict.fromkeys(audiences_wanted, 0),
+            audience_sizes={},
         )
         if not ids:
             return figures
-        params: dict[str, Any] = {"ids": ids, "audiences": audiences_wanted}
+        params: dict[str, Any] = {"ids": ids}
         if not self.db.is_postgres:
             params["now"] = utcnow()
-        query = _view_figures_query(self.db.is_postgres, bool(audiences_wanted))
+        query = _view_figures_query(self.db.is_postgres)
         async with self.db.read() as conn:
             rows = (await conn.execute(query, params)).all()
         for part, row_id, label, n in rows:
@@ -1071,9 +1069,8 @@ def follow_up_filters(conditions: list[dict[str, Any]]) -> list[Any]:
 
 
 @functools.cache
-def _view_figures_query(postgres: bool, with_audiences: bool) -> Any:
-    """MessagingRepository.view_figures' UNION ALL for campaigns `:ids` and audiences
-    `:audiences`, built once."""
+def _view_figures_query(postgres: bool) -> Any:
+    """MessagingRepository.view_figures' UNION ALL for campaigns `:ids`, built once."""
     L = leases
     ids = bindparam("ids", expanding=True)
     text = String(200)
@@ -1098,10 +1095,10 @@ def _view_figures_query(postgres: bool, with_audiences: bool) -> Any:
             L.c.expires_at > (func.now() if postgres else bindparam("now")),
         ),
     ]
-    if with_audiences:
-        parts.append(
-            select(literal("audience", text), C.c.audience_id, null(), func.count())
-            .where(C.c.audience_id.in_(bindparam("audiences", expanding=True)))
-            .group_by(C.c.audience_id)
-        )
+    audiences = select(M.c.audience_id).where(M.c.id.in_(ids)).scalar_subquery()
+    parts.append(
+        select(literal("audience", text), C.c.audience_id, null(), func.count())
+        .where(C.c.audience_id.in_(audiences))
+        .group_by(C.c.audience_id)
+    )
     return union_all(*parts)

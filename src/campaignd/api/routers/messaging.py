@@ -314,8 +314,7 @@ async def unsuppress(address: str, svc: Services = Depends(services)) -> Respons
 
 # campaigns ----------------------------------------------------------------------------
 async def campaign_view(svc: Services, campaign_id: int) -> dict[str, Any]:
-    rows = await svc.message_app.describe([await svc.messaging.get_campaign(campaign_id)])
-    return rows[0]
+    return await svc.message_app.view(campaign_id)
 
 
 def _utc(value: datetime | None) -> datetime | None:
