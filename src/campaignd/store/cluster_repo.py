@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import Float, and_, bindparam, delete, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,6 +25,75 @@ N = nodes
 LEADER = "leader"
 TRAFFIC = "traffic"
 MESSAGE = "message"
+
+# Statements a node sends every second or for every message, built once (building a
+# SQLAlchemy statement costs more CPU than sending it). On PostgreSQL a set of lease keys
+# is one array per column, unnested, instead of an IN list rendered for its length.
+_KEYS_PG = (
+    "SELECT * FROM unnest(CAST(:kinds AS VARCHAR[]), CAST(:ids AS BIGINT[]),"
+    " CAST(:shards AS INTEGER[]), CAST(:holders AS VARCHAR[]), CAST(:epochs AS INTEGER[]))"
+)
+# Rows are locked in key order, in both statements, so the two never deadlock.
+_HELD_OF_PG = text(
+    "SELECT kind, campaign_id, shard, holder, epoch FROM leases"
+    f" WHERE (kind, campaign_id, shard, holder, epoch) IN ({_KEYS_PG})"
+    " AND expires_at > now() ORDER BY kind, campaign_id, shard FOR SHARE OF leases"
+)
+_RENEW_PG = text(
+    "UPDATE leases SET expires_at = now() + make_interval(secs => :seconds)"
+    " WHERE (kind, campaign_id, shard) IN (SELECT kind, campaign_id, shard FROM leases"
+    f" WHERE (kind, campaign_id, shard, holder, epoch) IN ({_KEYS_PG})"
+    " ORDER BY kind, campaign_id, shard FOR UPDATE OF leases)"
+    " RETURNING kind, campaign_id, shard"
+)
+_EPOCH_NOW = func.extract("epoch", func.clock_timestamp())
+_RESERVE_PG = (
+    postgresql.insert(rate_slots)
+    .values(key=bindparam("key"), next_free=_EPOCH_NOW + bindparam("span", type_=Float))
+    .on_conflict_do_update(
+        index_elements=[rate_slots.c.key],
+        set_={
+            "next_free": func.greatest(rate_slots.c.next_free, _EPOCH_NOW)
+            + bindparam("span", type_=Float)
+        },
+    )
+    .returning(rate_slots.c.next_free, _EPOCH_NOW.label("now"))
+)
+_CLOCK_PG = select(func.now())
+_ALIVE_PG = select(func.count()).where(
+    nodes.c.engine.is_(True),
+    nodes.c.last_seen
+    > func.now() - func.make_interval(0, 0, 0, 0, 0, 0, bindparam("seconds", type_=Float)),
+)
+_HEARTBEAT_INSERT = postgresql.insert(nodes).values(
+    name=bindparam("name"),
+    role=bindparam("role"),
+    engine=bindparam("engine"),
+    pid=bindparam("pid"),
+    host=bindparam("host"),
+    started_at=bindparam("started_at"),
+    last_seen=func.now(),
+)
+_HEARTBEAT_PG = _HEARTBEAT_INSERT.on_conflict_do_update(
+    index_elements=[nodes.c.name],
+    set_={
+        "last_seen": func.now(),
+        "role": _HEARTBEAT_INSERT.excluded.role,
+        "engine": _HEARTBEAT_INSERT.excluded.engine,
+        "pid": _HEARTBEAT_INSERT.excluded.pid,
+    },
+)
+
+
+def _key_arrays(refs: Iterable[LeaseRef]) -> dict[str, list[Any]]:
+    keys = list(refs)
+    return {
+        "kinds": [r.kind for r in keys],
+        "ids": [r.campaign_id for r in keys],
+        "shards": [r.shard for r in keys],
+        "holders": [r.holder for r in keys],
+        "epochs": [r.epoch for r in keys],
+    }
 
 
 class LeaseLost(Exception):
@@ -81,13 +150,27 @@ class ClusterRepository:
         if not self.db.is_postgres:
             return utcnow()
         async with self.db.read() as conn:
-            value = (await conn.execute(select(func.now()))).scalar_one()
+            value = (await conn.execute(_CLOCK_PG)).scalar_one()
         return as_utc(value) or utcnow()
 
     # nodes ------------------------------------------------------------------------------
     async def heartbeat(
         self, name: str, role: str, engine: bool, pid: int, host: str, started_at: datetime
     ) -> None:
+        if self.db.is_postgres:
+            async with self.db.autocommit() as conn:  # one statement, atomic by itself
+                await conn.execute(
+                    _HEARTBEAT_PG,
+                    {
+                        "name": name,
+                        "role": role,
+                        "engine": engine,
+                        "pid": pid,
+                        "host": host,
+                        "started_at": started_at,
+                    },
+                )
+            return
         values = {
             "name": name,
             "role": role,
@@ -146,6 +229,12 @@ class ClusterRepository:
         return out
 
     async def alive_engines(self, alive_seconds: float) -> int:
+        if self.db.is_postgres:
+            async with self.db.read() as conn:
+                value = (
+                    await conn.execute(_ALIVE_PG, {"seconds": float(alive_seconds)})
+                ).scalar_one()
+            return max(1, int(value))
         async with self.db.read() as conn:
             count = (
                 await conn.execute(
@@ -265,6 +354,11 @@ class ClusterRepository:
         """
         if not held:
             return set()
+        if self.db.is_postgres:
+            params: dict[str, Any] = {**_key_arrays(held), "seconds": float(seconds)}
+            async with self.db.autocommit() as conn:
+                found = (await conn.execute(_RENEW_PG, params)).all()
+            return {(r.kind, int(r.campaign_id), int(r.shard)) for r in found}
         # One statement for every lease the node holds (not one per lease): a node renews on
         # every tick, and holding a hundred shards made that a hundred round trips a second.
         keys = [(r.kind, r.campaign_id, r.shard, r.holder, r.epoch) for r in held]
@@ -401,6 +495,14 @@ class ClusterRepository:
         wanted = {(r.kind, r.campaign_id, r.shard, r.holder, r.epoch): r for r in refs}
         if not wanted:
             return set()
+        if self.db.is_postgres:
+            found_pg = (await conn.execute(_HELD_OF_PG, _key_arrays(wanted.values()))).all()
+            return {
+                wanted[key]
+                for r in found_pg
+                if (key := (r.kind, int(r.campaign_id), int(r.shard), r.holder, int(r.epoch)))
+                in wanted
+            }
         ours = tuple_(L.c.kind, L.c.campaign_id, L.c.shard, L.c.holder, L.c.epoch)
         rows = (
             await conn.execute(
@@ -454,17 +556,10 @@ class ClusterRepository:
         Returns (first slot, the database's now), both in epoch seconds: the caller turns
         the difference into a local wait, so node clocks need not agree.
         """
-        now = func.extract("epoch", func.clock_timestamp())
         # One upsert, atomic by itself (a round trip per reservation, not four): the row is
         # created at the first reservation, later ones move it on from where it was.
-        R = rate_slots
-        statement = postgresql.insert(R).values(key=key, next_free=now + count * interval)
-        statement = statement.on_conflict_do_update(
-            index_elements=[R.c.key],
-            set_={"next_free": func.greatest(R.c.next_free, now) + count * interval},
-        ).returning(R.c.next_free, now.label("now"))
         async with self.db.autocommit() as conn:
-            row = (await conn.execute(statement)).one()
+            row = (await conn.execute(_RESERVE_PG, {"key": key, "span": count * interval})).one()
         return float(row.next_free) - count * interval, float(row.now)
 
     async def hold_slots(self, key: str, seconds: float) -> None:
