@@ -111,6 +111,7 @@ class Node:
         self._full_pass = True
         self._wanted_keys: frozenset[Key] | None = None
         self._leader_row = False  # the `leader` lease row is known to exist
+        self._rows: dict[str, dict[int, dict[str, Any]]] | None = None  # as last read
         traffic.on_change = self.wake
         messages.on_change = self.wake
 
@@ -303,15 +304,12 @@ class Node:
         full = renewal or self._full_pass
         self._full_pass = False
         try:
-            traffic = {c["id"]: c for c in await self.traffic_repo.wanted_campaigns()}
-            messages = {c["id"]: c for c in await self.message_repo.list_campaigns("running")}
-            wanted: dict[str, dict[int, dict[str, Any]]] = {TRAFFIC: traffic, MESSAGE: messages}
+            wanted = await self._read_wanted(fresh=full)
+            if not full and self._keys(wanted) != self._wanted_keys:
+                full = True  # claims start runners from rows read whole, just now
+                wanted = await self._read_wanted(fresh=True)
             await self._let_go(wanted)
-            keys = frozenset(
-                (kind, cid, int(row.get("shards") or 1))
-                for kind, rows in wanted.items()
-                for cid, row in rows.items()
-            )
+            keys = self._keys(wanted)
             if full or keys != self._wanted_keys:
                 self._wanted_keys = None  # until this pass has looked at every lease
                 alive = await self.repo.alive_engines(self.lease_seconds)
@@ -321,11 +319,55 @@ class Node:
         except BaseException:
             self._full_pass = True
             raise
-        for row in traffic.values():
+        for row in wanted[TRAFFIC].values():
             self.traffic.follow(row)
-        for row in messages.values():
+        for row in wanted[MESSAGE].values():
             self.messages.follow(row)
         await self._lead(full)
+
+    @staticmethod
+    def _keys(wanted: dict[str, dict[int, dict[str, Any]]]) -> frozenset[Key]:
+        return frozenset(
+            (kind, cid, int(row.get("shards") or 1))
+            for kind, rows in wanted.items()
+            for cid, row in rows.items()
+        )
+
+    async def _read_wanted(self, *, fresh: bool) -> dict[str, dict[int, dict[str, Any]]]:
+        """The campaigns that should run (traffic: generating; messages: running), by kind.
+
+        `fresh` reads every row whole. Otherwise only each row's `version` is read, and whole
+        only the rows that are new or whose version moved: every edit a runner follows moves
+        it, and a row read earlier is only handed to runners for what the version covers.
+        """
+        traffic, messages = self.traffic_repo, self.message_repo
+        if fresh or self._rows is None:
+            rows = {
+                TRAFFIC: {c["id"]: c for c in await traffic.wanted_campaigns()},
+                MESSAGE: {c["id"]: c for c in await messages.running_campaigns()},
+            }
+        else:
+            versions = {
+                TRAFFIC: await traffic.wanted_versions(),
+                MESSAGE: await messages.running_versions(),
+            }
+            fetch = {TRAFFIC: traffic.wanted_by_id, MESSAGE: messages.running_by_id}
+            rows = {}
+            for kind, current in versions.items():
+                known = self._rows[kind]
+                moved = [
+                    cid
+                    for cid, version in current.items()
+                    if cid not in known or int(known[cid].get("version") or 0) != version
+                ]
+                read = await fetch[kind](moved)
+                rows[kind] = {
+                    cid: read[cid] if cid in read else known[cid]
+                    for cid in current
+                    if cid in read or (cid in known and cid not in moved)
+                }
+        self._rows = rows
+        return rows
 
     async def _renew(self) -> None:
         held = list(self.held.values())

@@ -51,6 +51,11 @@ from campaignd.store.tables import (
 )
 
 M = message_campaigns
+# What the nodes read on every tick, built once (see engine/node.py).
+_RUNNING_WHERE = (archived_filter(M, False), M.c.status == CampaignStatus.RUNNING.value)
+_RUNNING = select(M).where(*_RUNNING_WHERE).order_by(M.c.id)
+_RUNNING_VERSIONS = select(M.c.id, M.c.version).where(*_RUNNING_WHERE).order_by(M.c.id)
+_RUNNING_BY_ID = select(M).where(M.c.id.in_(bindparam("ids", expanding=True)), *_RUNNING_WHERE)
 D = deliveries
 C = contacts
 SENT, FAILED, SENDING = "sent", "failed", "sending"
@@ -408,6 +413,26 @@ class MessagingRepository:
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
         return [to_dict(r) for r in rows]  # type: ignore[misc]
+
+    async def running_campaigns(self) -> list[dict[str, Any]]:
+        """list_campaigns("running"), by a statement built once (every node, every tick)."""
+        async with self.db.read() as conn:
+            rows = (await conn.execute(_RUNNING)).all()
+        return [to_dict(r) for r in rows]  # type: ignore[misc]
+
+    async def running_versions(self) -> dict[int, int]:
+        """The `version` of each running campaign (a narrow read to tell which rows changed)."""
+        async with self.db.read() as conn:
+            rows = (await conn.execute(_RUNNING_VERSIONS)).all()
+        return {int(r.id): int(r.version or 0) for r in rows}
+
+    async def running_by_id(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Those of `ids` that are still running, as running_campaigns reads them."""
+        if not ids:
+            return {}
+        async with self.db.read() as conn:
+            rows = (await conn.execute(_RUNNING_BY_ID, {"ids": ids})).all()
+        return {int(r.id): to_dict(r) for r in rows}  # type: ignore[misc]
 
     async def get_campaign(self, campaign_id: int) -> dict[str, Any]:
         async with self.db.read() as conn:
