@@ -12,7 +12,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, and_, bindparam, delete, func, or_, select, text, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -45,6 +58,37 @@ _RENEW_PG = text(
     f" WHERE (kind, campaign_id, shard, holder, epoch) IN ({_KEYS_PG})"
     " ORDER BY kind, campaign_id, shard FOR UPDATE OF leases)"
     " RETURNING kind, campaign_id, shard"
+)
+_CHECK_PG = (
+    select(L.c.epoch)
+    .where(
+        L.c.kind == bindparam("kind"),
+        L.c.campaign_id == bindparam("cid"),
+        L.c.shard == bindparam("shard"),
+        L.c.holder == bindparam("holder"),
+        L.c.epoch == bindparam("epoch"),
+        L.c.expires_at > func.now(),
+    )
+    .with_for_update(read=True)
+)
+_ACTIVE_SECONDS = (
+    update(L)
+    .where(
+        L.c.kind == bindparam("k"),
+        L.c.campaign_id == bindparam("c"),
+        L.c.shard == bindparam("s"),
+        L.c.holder == bindparam("h"),
+        L.c.epoch == bindparam("e"),
+    )
+    .values(active_seconds=bindparam("active"))
+)
+_LEASES_OF_PG = (
+    select(L)
+    .where(
+        L.c.kind == bindparam("kind"),
+        L.c.campaign_id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger))),
+    )
+    .order_by(L.c.campaign_id, L.c.shard)
 )
 _EPOCH_NOW = func.extract("epoch", func.clock_timestamp())
 _RESERVE_PG = (
@@ -298,6 +342,10 @@ class ClusterRepository:
         ids = list(campaign_ids)
         if not ids:
             return []
+        if self.db.is_postgres:
+            async with self.db.read() as conn:
+                found = (await conn.execute(_LEASES_OF_PG, {"kind": kind, "ids": ids})).all()
+            return [LeaseRow.from_row(r) for r in found]
         async with self.db.read() as conn:
             rows = (
                 await conn.execute(
@@ -473,13 +521,23 @@ class ClusterRepository:
         The row is locked FOR SHARE until the write commits, so a claim of the next epoch
         waits for it: a write is either before the takeover or refused, never after it.
         """
-        row = (
-            await conn.execute(
-                select(L.c.epoch)
-                .where(self._mine(ref), L.c.expires_at > self._now())
-                .with_for_update(read=True)
-            )
-        ).first()
+        if self.db.is_postgres:
+            params = {
+                "kind": ref.kind,
+                "cid": ref.campaign_id,
+                "shard": ref.shard,
+                "holder": ref.holder,
+                "epoch": ref.epoch,
+            }
+            row = (await conn.execute(_CHECK_PG, params)).first()
+        else:
+            row = (
+                await conn.execute(
+                    select(L.c.epoch)
+                    .where(self._mine(ref), L.c.expires_at > self._now())
+                    .with_for_update(read=True)
+                )
+            ).first()
         if row is None:
             raise LeaseLost(
                 f"{ref.kind} campaign {ref.campaign_id} shard {ref.shard}: epoch {ref.epoch} "
@@ -527,15 +585,7 @@ class ClusterRepository:
         if not clocks:
             return
         await conn.execute(
-            update(L)
-            .where(
-                L.c.kind == bindparam("k"),
-                L.c.campaign_id == bindparam("c"),
-                L.c.shard == bindparam("s"),
-                L.c.holder == bindparam("h"),
-                L.c.epoch == bindparam("e"),
-            )
-            .values(active_seconds=bindparam("active")),
+            _ACTIVE_SECONDS,
             [
                 {
                     "k": ref.kind,

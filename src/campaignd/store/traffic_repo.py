@@ -45,6 +45,9 @@ _WANTED_WHERE = (
     T.c.generating.is_(True),
     T.c.status.in_((CampaignStatus.RUNNING.value, CampaignStatus.PAUSED.value)),
 )
+_ACTIVE_SECONDS = (
+    update(T).where(T.c.id == bindparam("cid")).values(active_seconds=bindparam("active"))
+)
 _WANTED = select(T).where(*_WANTED_WHERE)
 _WANTED_VERSIONS = select(T.c.id, T.c.version).where(*_WANTED_WHERE)
 _WANTED_BY_ID = select(T).where(T.c.id.in_(bindparam("ids", expanding=True)), *_WANTED_WHERE)
@@ -399,9 +402,7 @@ class TrafficRepository:
                 ],
             )
             await conn.execute(
-                update(T)
-                .where(T.c.id == bindparam("cid"))
-                .values(active_seconds=bindparam("active")),
+                _ACTIVE_SECONDS,
                 [{"cid": cid, "active": active} for cid, active in latest.items()],
             )
             await self.cluster.note_active_seconds_many(conn, shard_clock)
