@@ -106,6 +106,12 @@ class Node:
         self._listener: Any = None
         self._database_down = False
         self._renewed_at: float | None = None  # monotonic time of the last heartbeat and renewal
+        # Whether the next tick must look at every lease (see tick), and the campaigns'
+        # shards the last such look saw wanted.
+        self._full_pass = True
+        self._wanted_keys: frozenset[Key] | None = None
+        self._leader_row = False  # the `leader` lease row is known to exist
+        self._rows: dict[str, dict[int, dict[str, Any]]] | None = None  # as last read
         traffic.on_change = self.wake
         messages.on_change = self.wake
 
@@ -119,6 +125,14 @@ class Node:
         return sent_at + self.lease_seconds - margin
 
     def wake(self) -> None:
+        self._full_pass = True
+        self._wake.set()
+
+    def _notified(self, payload: str) -> None:
+        """A NOTIFY from any node. An edit of one campaign ("traffic:ID", "message:ID") needs
+        the campaigns' rows read again; anything else (a lease released) every lease too."""
+        if not payload.startswith(("traffic:", "message:")):
+            self._full_pass = True
         self._wake.set()
 
     # life -------------------------------------------------------------------------------
@@ -221,7 +235,9 @@ class Node:
 
         try:
             self._listener = await asyncpg.connect(self.db.driver_dsn(), timeout=5)
-            await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self.wake())
+            await self._listener.add_listener(
+                NOTIFY_CHANNEL, lambda *args: self._notified(str(args[-1] or ""))
+            )
         except Exception:
             self._listener = None  # polling the rows every tick still follows every change
             log_event("node.listen_failed", level=logging.WARNING, node=self.name, exc_info=True)
@@ -270,25 +286,88 @@ class Node:
         return time.monotonic() - self._renewed_at >= self.settings.node_tick_seconds * 0.9
 
     async def tick(self) -> None:
-        if self._renewal_due():
+        """One look at the rows. Leases are read and claimed on a full pass: at the tick's
+        pace, when woken from this process or by a release, or when the wanted campaigns or
+        their shards changed. An edit of a campaign's settings (the usual notification,
+        several a second under an API's load) is passed on to its runner without that.
+        Free leases come from releases (notified), expiries and joining nodes (both seen at
+        the tick's pace) and new or re-sharded campaigns (a change of the wanted set), so no
+        free shard waits longer than it did."""
+        renewal = self._renewal_due()
+        if renewal:
             self._renewed_at = time.monotonic()
             await self.heartbeat()
             await self._renew()
         if self._listener is not None and self._listener.is_closed():
             self._listener = None
         await self._listen()
-        traffic = {c["id"]: c for c in await self.traffic_repo.wanted_campaigns()}
-        messages = {c["id"]: c for c in await self.message_repo.list_campaigns("running")}
-        wanted: dict[str, dict[int, dict[str, Any]]] = {TRAFFIC: traffic, MESSAGE: messages}
-        await self._let_go(wanted)
-        alive = await self.repo.alive_engines(self.lease_seconds)
-        for kind, rows in wanted.items():
-            await self._take(kind, rows, alive)
-        for row in traffic.values():
+        full = renewal or self._full_pass
+        self._full_pass = False
+        try:
+            wanted = await self._read_wanted(fresh=full)
+            if not full and self._keys(wanted) != self._wanted_keys:
+                full = True  # claims start runners from rows read whole, just now
+                wanted = await self._read_wanted(fresh=True)
+            await self._let_go(wanted)
+            keys = self._keys(wanted)
+            if full or keys != self._wanted_keys:
+                self._wanted_keys = None  # until this pass has looked at every lease
+                alive = await self.repo.alive_engines(self.lease_seconds)
+                for kind, rows in wanted.items():
+                    await self._take(kind, rows, alive)
+                self._wanted_keys = keys
+        except BaseException:
+            self._full_pass = True
+            raise
+        for row in wanted[TRAFFIC].values():
             self.traffic.follow(row)
-        for row in messages.values():
+        for row in wanted[MESSAGE].values():
             self.messages.follow(row)
-        await self._lead()
+        await self._lead(full)
+
+    @staticmethod
+    def _keys(wanted: dict[str, dict[int, dict[str, Any]]]) -> frozenset[Key]:
+        return frozenset(
+            (kind, cid, int(row.get("shards") or 1))
+            for kind, rows in wanted.items()
+            for cid, row in rows.items()
+        )
+
+    async def _read_wanted(self, *, fresh: bool) -> dict[str, dict[int, dict[str, Any]]]:
+        """The campaigns that should run (traffic: generating; messages: running), by kind.
+
+        `fresh` reads every row whole. Otherwise only each row's `version` is read, and whole
+        only the rows that are new or whose version moved: every edit a runner follows moves
+        it, and a row read earlier is only handed to runners for what the version covers.
+        """
+        traffic, messages = self.traffic_repo, self.message_repo
+        if fresh or self._rows is None:
+            rows = {
+                TRAFFIC: {c["id"]: c for c in await traffic.wanted_campaigns()},
+                MESSAGE: {c["id"]: c for c in await messages.running_campaigns()},
+            }
+        else:
+            versions = {
+                TRAFFIC: await traffic.wanted_versions(),
+                MESSAGE: await messages.running_versions(),
+            }
+            fetch = {TRAFFIC: traffic.wanted_by_id, MESSAGE: messages.running_by_id}
+            rows = {}
+            for kind, current in versions.items():
+                known = self._rows[kind]
+                moved = [
+                    cid
+                    for cid, version in current.items()
+                    if cid not in known or int(known[cid].get("version") or 0) != version
+                ]
+                read = await fetch[kind](moved)
+                rows[kind] = {
+                    cid: read[cid] if cid in read else known[cid]
+                    for cid in current
+                    if cid in read or (cid in known and cid not in moved)
+                }
+        self._rows = rows
+        return rows
 
     async def _renew(self) -> None:
         held = list(self.held.values())
@@ -451,10 +530,16 @@ class Node:
             del self.held[ref.key]
             await self.repo.release(ref)
 
-    async def _lead(self) -> None:
-        """The cluster-wide duties run on the one node holding the `leader` lease."""
-        if self.leader is None:
-            await self.repo.ensure({(LEADER, 0): 1})
+    async def _lead(self, full: bool) -> None:
+        """The cluster-wide duties run on the one node holding the `leader` lease.
+
+        The others try for it on full passes (at least at the tick's pace): it only comes
+        free by a release, which is notified, or an expiry.
+        """
+        if self.leader is None and full:
+            if not self._leader_row:
+                await self.repo.ensure({(LEADER, 0): 1})
+                self._leader_row = True
             sent_at = time.monotonic()
             won = await self.repo.claim(LEADER, 0, 1, self.name, 1, self.lease_seconds)
             if won:

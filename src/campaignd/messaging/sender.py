@@ -135,6 +135,9 @@ class MessageRunner:
         self._results: list[DeliveryOutcome] = []
         self._rate_sample = (time.monotonic(), 0, 0.0)  # (when, settled then, rate since)
         self._released: list[int] = []
+        # Something waits in _results or _released (or the recorder is to finish): the
+        # recorder sleeps on this instead of looking every RECORD_SECONDS.
+        self._unrecorded = asyncio.Event()
         self._stop = asyncio.Event()
         self._progress = asyncio.Event()  # a claim settled or was released, an edit, a stop
         self._stop_reason = "stopped"
@@ -265,6 +268,7 @@ class MessageRunner:
             # The recorder finishes the write it is in (cancelling it mid-write would lose
             # the batch it holds); _finish then writes whatever is left.
             self._recording = False
+            self._unrecorded.set()
             with contextlib.suppress(Exception):
                 await recorder
             await self._finish(error)
@@ -699,6 +703,7 @@ class MessageRunner:
             if 0 < self.failure_limit <= self._failures_in_a_row and self.outcome is None:
                 self._pause_for_failures(outcome.error)
         self._results.append(outcome)
+        self._unrecorded.set()
 
     def _pause_for_failures(self, last_error: str | None) -> None:
         """A run of failures means the channel is broken: stop before the audience is spent."""
@@ -722,6 +727,7 @@ class MessageRunner:
         self._outstanding -= 1
         self._progress.set()
         self._released.append(recipient.contact["id"])
+        self._unrecorded.set()
 
     def _release_queued(self) -> None:
         while not self._queue.empty():
@@ -743,11 +749,17 @@ class MessageRunner:
             await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def _record_loop(self) -> None:
+        """Write what settled, RECORD_SECONDS after the first of it (what settles meanwhile
+        goes in the same write); asleep while nothing waits, retrying while a write fails."""
         while self._recording:
+            await self._unrecorded.wait()
+            self._unrecorded.clear()
             await asyncio.sleep(RECORD_SECONDS)
             try:
-                await self._record()
+                if not await self._record():
+                    self._unrecorded.set()  # the database is away: try again
             except Exception:  # kept for the next try; the loop must outlive any one write
+                self._unrecorded.set()
                 log_event(
                     "messages.record_failed",
                     level=logging.ERROR,

@@ -13,7 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,6 +39,106 @@ N = nodes
 LEADER = "leader"
 TRAFFIC = "traffic"
 MESSAGE = "message"
+
+# Statements a node sends every second or for every message, built once (building a
+# SQLAlchemy statement costs more CPU than sending it). On PostgreSQL a set of lease keys
+# is one array per column, unnested, instead of an IN list rendered for its length.
+_KEYS_PG = (
+    "SELECT * FROM unnest(CAST(:kinds AS VARCHAR[]), CAST(:ids AS BIGINT[]),"
+    " CAST(:shards AS INTEGER[]), CAST(:holders AS VARCHAR[]), CAST(:epochs AS INTEGER[]))"
+)
+# Rows are locked in key order, in both statements, so the two never deadlock.
+_HELD_OF_PG = text(
+    "SELECT kind, campaign_id, shard, holder, epoch FROM leases"
+    f" WHERE (kind, campaign_id, shard, holder, epoch) IN ({_KEYS_PG})"
+    " AND expires_at > now() ORDER BY kind, campaign_id, shard FOR SHARE OF leases"
+)
+_RENEW_PG = text(
+    "UPDATE leases SET expires_at = now() + make_interval(secs => :seconds)"
+    " WHERE (kind, campaign_id, shard) IN (SELECT kind, campaign_id, shard FROM leases"
+    f" WHERE (kind, campaign_id, shard, holder, epoch) IN ({_KEYS_PG})"
+    " ORDER BY kind, campaign_id, shard FOR UPDATE OF leases)"
+    " RETURNING kind, campaign_id, shard"
+)
+_CHECK_PG = (
+    select(L.c.epoch)
+    .where(
+        L.c.kind == bindparam("kind"),
+        L.c.campaign_id == bindparam("cid"),
+        L.c.shard == bindparam("shard"),
+        L.c.holder == bindparam("holder"),
+        L.c.epoch == bindparam("epoch"),
+        L.c.expires_at > func.now(),
+    )
+    .with_for_update(read=True)
+)
+_ACTIVE_SECONDS = (
+    update(L)
+    .where(
+        L.c.kind == bindparam("k"),
+        L.c.campaign_id == bindparam("c"),
+        L.c.shard == bindparam("s"),
+        L.c.holder == bindparam("h"),
+        L.c.epoch == bindparam("e"),
+    )
+    .values(active_seconds=bindparam("active"))
+)
+_LEASES_OF_PG = (
+    select(L)
+    .where(
+        L.c.kind == bindparam("kind"),
+        L.c.campaign_id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger))),
+    )
+    .order_by(L.c.campaign_id, L.c.shard)
+)
+_EPOCH_NOW = func.extract("epoch", func.clock_timestamp())
+_RESERVE_PG = (
+    postgresql.insert(rate_slots)
+    .values(key=bindparam("key"), next_free=_EPOCH_NOW + bindparam("span", type_=Float))
+    .on_conflict_do_update(
+        index_elements=[rate_slots.c.key],
+        set_={
+            "next_free": func.greatest(rate_slots.c.next_free, _EPOCH_NOW)
+            + bindparam("span", type_=Float)
+        },
+    )
+    .returning(rate_slots.c.next_free, _EPOCH_NOW.label("now"))
+)
+_CLOCK_PG = select(func.now())
+_ALIVE_PG = select(func.count()).where(
+    nodes.c.engine.is_(True),
+    nodes.c.last_seen
+    > func.now() - func.make_interval(0, 0, 0, 0, 0, 0, bindparam("seconds", type_=Float)),
+)
+_HEARTBEAT_INSERT = postgresql.insert(nodes).values(
+    name=bindparam("name"),
+    role=bindparam("role"),
+    engine=bindparam("engine"),
+    pid=bindparam("pid"),
+    host=bindparam("host"),
+    started_at=bindparam("started_at"),
+    last_seen=func.now(),
+)
+_HEARTBEAT_PG = _HEARTBEAT_INSERT.on_conflict_do_update(
+    index_elements=[nodes.c.name],
+    set_={
+        "last_seen": func.now(),
+        "role": _HEARTBEAT_INSERT.excluded.role,
+        "engine": _HEARTBEAT_INSERT.excluded.engine,
+        "pid": _HEARTBEAT_INSERT.excluded.pid,
+    },
+)
+
+
+def _key_arrays(refs: Iterable[LeaseRef]) -> dict[str, list[Any]]:
+    keys = list(refs)
+    return {
+        "kinds": [r.kind for r in keys],
+        "ids": [r.campaign_id for r in keys],
+        "shards": [r.shard for r in keys],
+        "holders": [r.holder for r in keys],
+        "epochs": [r.epoch for r in keys],
+    }
 
 
 class LeaseLost(Exception):
@@ -82,13 +195,27 @@ class ClusterRepository:
         if not self.db.is_postgres:
             return utcnow()
         async with self.db.read() as conn:
-            value = (await conn.execute(select(func.now()))).scalar_one()
+            value = (await conn.execute(_CLOCK_PG)).scalar_one()
         return as_utc(value) or utcnow()
 
     # nodes ------------------------------------------------------------------------------
     async def heartbeat(
         self, name: str, role: str, engine: bool, pid: int, host: str, started_at: datetime
     ) -> None:
+        if self.db.is_postgres:
+            async with self.db.autocommit() as conn:  # one statement, atomic by itself
+                await conn.execute(
+                    _HEARTBEAT_PG,
+                    {
+                        "name": name,
+                        "role": role,
+                        "engine": engine,
+                        "pid": pid,
+                        "host": host,
+                        "started_at": started_at,
+                    },
+                )
+            return
         values = {
             "name": name,
             "role": role,
@@ -147,6 +274,12 @@ class ClusterRepository:
         return out
 
     async def alive_engines(self, alive_seconds: float) -> int:
+        if self.db.is_postgres:
+            async with self.db.read() as conn:
+                value = (
+                    await conn.execute(_ALIVE_PG, {"seconds": float(alive_seconds)})
+                ).scalar_one()
+            return max(1, int(value))
         async with self.db.read() as conn:
             count = (
                 await conn.execute(
@@ -210,6 +343,10 @@ class ClusterRepository:
         ids = list(campaign_ids)
         if not ids:
             return []
+        if self.db.is_postgres:
+            async with self.db.read() as conn:
+                found = (await conn.execute(_LEASES_OF_PG, {"kind": kind, "ids": ids})).all()
+            return [LeaseRow.from_row(r) for r in found]
         async with self.db.read() as conn:
             rows = (
                 await conn.execute(
@@ -266,6 +403,11 @@ class ClusterRepository:
         """
         if not held:
             return set()
+        if self.db.is_postgres:
+            params: dict[str, Any] = {**_key_arrays(held), "seconds": float(seconds)}
+            async with self.db.autocommit() as conn:
+                found = (await conn.execute(_RENEW_PG, params)).all()
+            return {(r.kind, int(r.campaign_id), int(r.shard)) for r in found}
         # One statement for every lease the node holds (not one per lease): a node renews on
         # every tick, and holding a hundred shards made that a hundred round trips a second.
         keys = [(r.kind, r.campaign_id, r.shard, r.holder, r.epoch) for r in held]
@@ -372,13 +514,23 @@ class ClusterRepository:
         The row is locked FOR SHARE until the write commits, so a claim of the next epoch
         waits for it: a write is either before the takeover or refused, never after it.
         """
-        row = (
-            await conn.execute(
-                select(L.c.epoch)
-                .where(self._mine(ref), L.c.expires_at > self._now())
-                .with_for_update(read=True)
-            )
-        ).first()
+        if self.db.is_postgres:
+            params = {
+                "kind": ref.kind,
+                "cid": ref.campaign_id,
+                "shard": ref.shard,
+                "holder": ref.holder,
+                "epoch": ref.epoch,
+            }
+            row = (await conn.execute(_CHECK_PG, params)).first()
+        else:
+            row = (
+                await conn.execute(
+                    select(L.c.epoch)
+                    .where(self._mine(ref), L.c.expires_at > self._now())
+                    .with_for_update(read=True)
+                )
+            ).first()
         if row is None:
             raise LeaseLost(
                 f"{ref.kind} campaign {ref.campaign_id} shard {ref.shard}: epoch {ref.epoch} "
@@ -394,6 +546,14 @@ class ClusterRepository:
         wanted = {(r.kind, r.campaign_id, r.shard, r.holder, r.epoch): r for r in refs}
         if not wanted:
             return set()
+        if self.db.is_postgres:
+            found_pg = (await conn.execute(_HELD_OF_PG, _key_arrays(wanted.values()))).all()
+            return {
+                wanted[key]
+                for r in found_pg
+                if (key := (r.kind, int(r.campaign_id), int(r.shard), r.holder, int(r.epoch)))
+                in wanted
+            }
         ours = tuple_(L.c.kind, L.c.campaign_id, L.c.shard, L.c.holder, L.c.epoch)
         rows = (
             await conn.execute(
@@ -418,15 +578,7 @@ class ClusterRepository:
         if not clocks:
             return
         await conn.execute(
-            update(L)
-            .where(
-                L.c.kind == bindparam("k"),
-                L.c.campaign_id == bindparam("c"),
-                L.c.shard == bindparam("s"),
-                L.c.holder == bindparam("h"),
-                L.c.epoch == bindparam("e"),
-            )
-            .values(active_seconds=bindparam("active")),
+            _ACTIVE_SECONDS,
             [
                 {
                     "k": ref.kind,
@@ -447,17 +599,10 @@ class ClusterRepository:
         Returns (first slot, the database's now), both in epoch seconds: the caller turns
         the difference into a local wait, so node clocks need not agree.
         """
-        now = func.extract("epoch", func.clock_timestamp())
         # One upsert, atomic by itself (a round trip per reservation, not four): the row is
         # created at the first reservation, later ones move it on from where it was.
-        R = rate_slots
-        statement = postgresql.insert(R).values(key=key, next_free=now + count * interval)
-        statement = statement.on_conflict_do_update(
-            index_elements=[R.c.key],
-            set_={"next_free": func.greatest(R.c.next_free, now) + count * interval},
-        ).returning(R.c.next_free, now.label("now"))
         async with self.db.autocommit() as conn:
-            row = (await conn.execute(statement)).one()
+            row = (await conn.execute(_RESERVE_PG, {"key": key, "span": count * interval})).one()
         return float(row.next_free) - count * interval, float(row.now)
 
     async def hold_slots(self, key: str, seconds: float) -> None:

@@ -51,6 +51,15 @@ from campaignd.store.tables import (
 )
 
 M = message_campaigns
+# What the nodes read on every tick, built once (see engine/node.py).
+_RUNNING_WHERE = (archived_filter(M, False), M.c.status == CampaignStatus.RUNNING.value)
+_DUE = select(M.c.id).where(
+    M.c.status == CampaignStatus.SCHEDULED.value,
+    M.c.start_at <= bindparam("now", type_=M.c.start_at.type),
+)
+_RUNNING = select(M).where(*_RUNNING_WHERE).order_by(M.c.id)
+_RUNNING_VERSIONS = select(M.c.id, M.c.version).where(*_RUNNING_WHERE).order_by(M.c.id)
+_RUNNING_BY_ID = select(M).where(M.c.id.in_(bindparam("ids", expanding=True)), *_RUNNING_WHERE)
 D = deliveries
 C = contacts
 SENT, FAILED, SENDING = "sent", "failed", "sending"
@@ -408,6 +417,26 @@ class MessagingRepository:
             ).all()
         return [to_dict(r) for r in rows]  # type: ignore[misc]
 
+    async def running_campaigns(self) -> list[dict[str, Any]]:
+        """list_campaigns("running"), by a statement built once (every node, every tick)."""
+        async with self.db.read() as conn:
+            rows = (await conn.execute(_RUNNING)).all()
+        return [to_dict(r) for r in rows]  # type: ignore[misc]
+
+    async def running_versions(self) -> dict[int, int]:
+        """The `version` of each running campaign (a narrow read to tell which rows changed)."""
+        async with self.db.read() as conn:
+            rows = (await conn.execute(_RUNNING_VERSIONS)).all()
+        return {int(r.id): int(r.version or 0) for r in rows}
+
+    async def running_by_id(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Those of `ids` that are still running, as running_campaigns reads them."""
+        if not ids:
+            return {}
+        async with self.db.read() as conn:
+            rows = (await conn.execute(_RUNNING_BY_ID, {"ids": ids})).all()
+        return {int(r.id): to_dict(r) for r in rows}  # type: ignore[misc]
+
     async def get_campaign(self, campaign_id: int) -> dict[str, Any]:
         async with self.db.read() as conn:
             row = (await conn.execute(by_id(M), {"row_id": campaign_id})).first()
@@ -593,6 +622,28 @@ class MessagingRepository:
             *follow_up_filters(follow_up or []),
         )
 
+    @functools.cached_property
+    def _next_candidates(self) -> Any:
+        """_candidates without follow-up conditions or shards, its values as parameters."""
+        return (
+            select(C.c.id, C.c.external_id, C.c.address, C.c.attributes)
+            .where(
+                C.c.id > bindparam("after", type_=BigInteger),
+                self._eligible(
+                    bindparam("cid", type_=BigInteger),  # type: ignore[arg-type]
+                    bindparam("aud", type_=BigInteger),  # type: ignore[arg-type]
+                ),
+            )
+            .order_by(C.c.id)
+            .limit(bindparam("lim", type_=Integer))
+        )
+
+    @functools.cached_property
+    def _next_candidates_sharded(self) -> Any:
+        """_next_candidates of one shard: `contact id % shards == shard`."""
+        shards, shard = bindparam("shards", type_=BigInteger), bindparam("shard", type_=BigInteger)
+        return self._next_candidates.where(C.c.id % shards == shard)
+
     async def candidates(
         self,
         campaign_id: int,
@@ -624,12 +675,19 @@ class MessagingRepository:
         shard: int,
         shards: int,
     ) -> list[dict[str, Any]]:
-        query = select(C.c.id, C.c.external_id, C.c.address, C.c.attributes).where(
-            C.c.id > after_id, self._eligible(campaign_id, audience_id, follow_up)
-        )
-        if shards > 1:
-            query = query.where(C.c.id % shards == shard)
-        rows = (await conn.execute(query.order_by(C.c.id).limit(limit))).all()
+        if not follow_up:  # the usual case, by a statement built once
+            params = {"after": after_id, "aud": audience_id, "cid": campaign_id, "lim": limit}
+            if shards > 1:
+                params.update(shards=shards, shard=shard)
+            statement = self._next_candidates_sharded if shards > 1 else self._next_candidates
+            rows = (await conn.execute(statement, params)).all()
+        else:
+            query = select(C.c.id, C.c.external_id, C.c.address, C.c.attributes).where(
+                C.c.id > after_id, self._eligible(campaign_id, audience_id, follow_up)
+            )
+            if shards > 1:
+                query = query.where(C.c.id % shards == shard)
+            rows = (await conn.execute(query.order_by(C.c.id).limit(limit))).all()
         return [
             {"id": i, "external_id": e, "address": a, "attributes": attributes}
             for i, e, a, attributes in rows
@@ -821,29 +879,47 @@ class MessagingRepository:
                     groups.setdefault((o.ok, o.attempts, o.error), []).append(o.contact_id)
                 for (ok, attempts, error), contact_ids in groups.items():
                     await conn.execute(
-                        update(D)
-                        .where(
-                            D.c.campaign_id == u.campaign_id,
-                            D.c.contact_id.in_(text(self._ids_select)),
-                        )
-                        .values(
-                            state=SENT if ok else FAILED,
-                            attempts=D.c.attempts + attempts,
-                            finished_at=now,
-                            last_error=error,
-                        ),
-                        {"ids": self._id_list(contact_ids)},
+                        self._settle_outcomes,
+                        {
+                            "cid": u.campaign_id,
+                            "ids": self._id_list(contact_ids),
+                            "new_state": SENT if ok else FAILED,
+                            "more_attempts": attempts,
+                            "done_at": now,
+                            "error_text": error,
+                        },
                     )
                 if u.released:
                     await conn.execute(
-                        delete(D).where(
-                            D.c.campaign_id == u.campaign_id,
-                            D.c.contact_id.in_(text(self._ids_select)),
-                            D.c.state == SENDING,
-                        ),
-                        {"ids": self._id_list(u.released)},
+                        self._settle_released,
+                        {"cid": u.campaign_id, "ids": self._id_list(u.released)},
                     )
         return fenced
+
+    # settle's statements, built once (a node settles many times a second).
+    @functools.cached_property
+    def _settle_outcomes(self) -> Any:
+        return (
+            update(D)
+            .where(
+                D.c.campaign_id == bindparam("cid"),
+                D.c.contact_id.in_(text(self._ids_select)),
+            )
+            .values(
+                state=bindparam("new_state", type_=D.c.state.type),
+                attempts=D.c.attempts + bindparam("more_attempts", type_=Integer),
+                finished_at=bindparam("done_at", type_=D.c.finished_at.type),
+                last_error=bindparam("error_text", type_=D.c.last_error.type),
+            )
+        )
+
+    @functools.cached_property
+    def _settle_released(self) -> Any:
+        return delete(D).where(
+            D.c.campaign_id == bindparam("cid"),
+            D.c.contact_id.in_(text(self._ids_select)),
+            D.c.state == SENDING,
+        )
 
     async def in_doubt(self, campaign_id: int, after_id: int, limit: int) -> list[dict[str, Any]]:
         """Claims left 'sending' by a crash, with their contacts, by contact id."""
@@ -915,11 +991,7 @@ class MessagingRepository:
     async def due_campaigns(self) -> list[dict[str, Any]]:
         """Scheduled campaigns whose start time has come."""
         async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    select(M.c.id).where(M.c.status == "scheduled", M.c.start_at <= utcnow())
-                )
-            ).all()
+            rows = (await conn.execute(_DUE, {"now": utcnow()})).all()
         return [{"id": r.id} for r in rows]
 
     async def sending_campaigns(self) -> list[dict[str, Any]]:

@@ -40,6 +40,17 @@ from campaignd.traffic.stats import (
 )
 
 T = traffic_campaigns
+# What the nodes read on every tick, built once (see engine/node.py).
+_WANTED_WHERE = (
+    T.c.generating.is_(True),
+    T.c.status.in_((CampaignStatus.RUNNING.value, CampaignStatus.PAUSED.value)),
+)
+_ACTIVE_SECONDS = (
+    update(T).where(T.c.id == bindparam("cid")).values(active_seconds=bindparam("active"))
+)
+_WANTED = select(T).where(*_WANTED_WHERE)
+_WANTED_VERSIONS = select(T.c.id, T.c.version).where(*_WANTED_WHERE)
+_WANTED_BY_ID = select(T).where(T.c.id.in_(bindparam("ids", expanding=True)), *_WANTED_WHERE)
 PERCENTILES = ("p50", "p90", "p99", "max")
 # Old rows' percentiles are computed from their histograms in groups this large.
 BACKFILL_CHUNK = 2000
@@ -381,9 +392,7 @@ class TrafficRepository:
                 ],
             )
             await conn.execute(
-                update(T)
-                .where(T.c.id == bindparam("cid"))
-                .values(active_seconds=bindparam("active")),
+                _ACTIVE_SECONDS,
                 [{"cid": cid, "active": active} for cid, active in latest.items()],
             )
             await self.cluster.note_active_seconds_many(conn, shard_clock)
@@ -419,15 +428,22 @@ class TrafficRepository:
     async def wanted_campaigns(self) -> list[dict[str, Any]]:
         """Campaigns some node should be generating (running or paused, with the flag)."""
         async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    select(T).where(
-                        T.c.generating.is_(True),
-                        T.c.status.in_((CampaignStatus.RUNNING.value, CampaignStatus.PAUSED.value)),
-                    )
-                )
-            ).all()
+            rows = (await conn.execute(_WANTED)).all()
         return [to_dict(r) for r in rows]  # type: ignore[misc]
+
+    async def wanted_versions(self) -> dict[int, int]:
+        """The `version` of each wanted campaign (a narrow read to tell which rows changed)."""
+        async with self.db.read() as conn:
+            rows = (await conn.execute(_WANTED_VERSIONS)).all()
+        return {int(r.id): int(r.version or 0) for r in rows}
+
+    async def wanted_by_id(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Those of `ids` that are still wanted, as wanted_campaigns reads them."""
+        if not ids:
+            return {}
+        async with self.db.read() as conn:
+            rows = (await conn.execute(_WANTED_BY_ID, {"ids": ids})).all()
+        return {int(r.id): to_dict(r) for r in rows}  # type: ignore[misc]
 
     async def campaigns_by_id(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         if not ids:

@@ -206,6 +206,7 @@ class LoadWorker:
         self._schedule.set_rate(own, _now())
         if self.closed_loop and not was_closed:
             self._kick_free_users()
+            self._arm_sweeper()
         self._arm()
 
     def set_deadline(self, deadline: float | None) -> None:
@@ -372,6 +373,7 @@ class LoadWorker:
         payload, head, user.step = user.pick()
         user.scheduled = scheduled
         self._inflight.add(user)
+        self._arm_sweeper()
         conn.send(payload, head)
         return True
 
@@ -388,6 +390,7 @@ class LoadWorker:
             self._template_failed(user, exc)
             return True
         self._inflight.add(user)
+        self._arm_sweeper()
         journey.prepare(conn)  # type: ignore[arg-type]
         conn.send(payload, head)
         return True
@@ -427,6 +430,7 @@ class LoadWorker:
         else:
             payload, head, user.step = user.pick()
         self._inflight.add(user)
+        self._arm_sweeper()
         assert self._loop is not None
         task = self._loop.create_task(self._connect_and_send(user, payload, head))
         self._connecting.add(task)
@@ -561,6 +565,7 @@ class LoadWorker:
         opens late can never carry a newer request of the same user.
         """
         assert self._loop is not None
+        self._sweeper = None  # this one has run; any request sent from here arms the next
         now = _now()
         limit = self.plan.request_timeout_seconds
         expired = [u for u in self._inflight if u.conn is not None and now - u.scheduled > limit]
@@ -576,4 +581,11 @@ class LoadWorker:
         if not self._stopping:
             if self.closed_loop and self._free:
                 self._kick_free_users()  # users that waited for a connection slot
+            if self._inflight or self.closed_loop:
+                self._arm_sweeper()
+            # else asleep until a request is in flight again (at a low rate, most of the time)
+
+    def _arm_sweeper(self) -> None:
+        """Sweep TIMEOUT_SWEEP_SECONDS from now, unless a sweep is due already."""
+        if self._sweeper is None and not self._stopping and self._loop is not None:
             self._sweeper = self._loop.call_later(TIMEOUT_SWEEP_SECONDS, self._sweep)
