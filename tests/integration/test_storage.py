@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 from sqlalchemy import select
 
@@ -69,6 +70,29 @@ async def test_an_edit_is_stored_with_its_event_in_one_go(services: Services) ->
             )
         ).all()
     assert count == []
+
+
+async def test_an_edit_wakes_the_listening_nodes_with_its_notify(services: Services) -> None:
+    campaign = await _campaign(services)
+    if not services.db.is_postgres:
+        edited = await services.traffic.update_campaign(campaign["id"], {"name": "n"}, "x")
+        assert edited["name"] == "n"  # one engine on SQLite: nothing to notify
+        return
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(services.db.driver_dsn())
+    try:
+        await listener.add_listener("campaignd", lambda *args: heard.put_nowait(args[-1]))
+        edited = await services.traffic.update_campaign(
+            campaign["id"], {"name": "n"}, notify=f"traffic:{campaign['id']}"
+        )
+        assert await asyncio.wait_for(heard.get(), 5) == f"traffic:{campaign['id']}"
+        assert edited["name"] == "n" and set(edited) == set(campaign)
+        with pytest.raises(NotFound):
+            await services.traffic.update_campaign(campaign["id"] + 1000, {"name": "x"}, "gone")
+        await services.traffic.update_campaign(campaign["id"], {"name": "m"}, "second")
+        assert await asyncio.wait_for(heard.get(), 5) == "second"  # none for the missing one
+    finally:
+        await listener.close()
 
 
 async def test_profile_in_use_cannot_be_deleted(services: Services) -> None:

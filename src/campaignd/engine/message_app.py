@@ -96,6 +96,7 @@ class MessageApp:
         self._lock = asyncio.Lock()
 
     async def _changed(self, campaign_id: int) -> None:
+        """Wake this node and (NOTIFY) every other one: campaign_id's row changed."""
         if self.node is not None:
             self.node.wake()
         await self.repo.db.notify(f"message:{campaign_id}")
@@ -147,16 +148,25 @@ class MessageApp:
         return rows[0] if rows else None
 
     async def edit(
-        self, campaign_id: int, changes: dict[str, Any], campaign: dict[str, Any] | None = None
+        self,
+        campaign_id: int,
+        changes: dict[str, Any],
+        campaign: dict[str, Any] | None = None,
+        samples: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Store an edit; a sending campaign uses it for every message not yet sent.
 
-        `campaign` is its row when the caller has just read it (saves reading it again).
+        `campaign` is its row and `samples` its audience's first contact ([] if none) when
+        the caller has just read them (saves reading them again).
         """
         if campaign is None or campaign["id"] != campaign_id:
             campaign = await self.repo.get_campaign(campaign_id)
         texts = [f for f in ("message", "subject") if changes.get(f) is not None]
-        sample = await self.sample_contact(campaign["audience_id"]) if texts else None
+        sample = None
+        if texts and samples is not None and "audience_id" not in changes:
+            sample = samples[0] if samples else None
+        elif texts:
+            sample = await self.sample_contact(changes.get("audience_id", campaign["audience_id"]))
         for field in texts:
             await self.templates.check(changes[field], field, sample)
         for field in ("account_id", "shards"):
@@ -177,10 +187,14 @@ class MessageApp:
         }
         if "session" in changes and self.box is not None:
             changes = {**changes, "session": self.box.seal({"session": changes["session"]})}
-        updated = await self.repo.update_campaign(campaign_id, changes, audit)
+        updated = await self.repo.update_campaign(
+            campaign_id, changes, audit, notify=f"message:{campaign_id}"
+        )
+        if self.node is not None:
+            self.node.wake()
         if "start_at" in changes:
             updated = await self._follow_schedule(updated)
-        await self._changed(campaign_id)
+            await self._changed(campaign_id)
         return updated
 
     async def _follow_schedule(self, campaign: dict[str, Any]) -> dict[str, Any]:

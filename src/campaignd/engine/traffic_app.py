@@ -71,6 +71,7 @@ class TrafficApp:
         self._merged: dict[int, _MergedWindows] = {}
 
     async def _changed(self, campaign_id: int) -> None:
+        """Wake this node and (NOTIFY) every other one: campaign_id's row changed."""
         if self.node is not None:
             self.node.wake()
         await self.repo.db.notify(f"traffic:{campaign_id}")
@@ -115,8 +116,11 @@ class TrafficApp:
                 campaign_id=campaign_id,
                 fields=["requests_per_minute"],
             )
-        updated = await self.repo.update_campaign(campaign_id, changes)
-        await self._changed(campaign_id)
+        updated = await self.repo.update_campaign(
+            campaign_id, changes, notify=f"traffic:{campaign_id}"
+        )
+        if self.node is not None:
+            self.node.wake()
         return updated
 
     async def delete(self, campaign_id: int) -> None:

@@ -354,6 +354,12 @@ class MessagingRepository:
             ).all()
         return [dict(r._mapping) for r in rows]
 
+    async def first_contact_of_campaign(self, campaign_id: int) -> list[dict[str, Any]]:
+        """The first contact of the campaign's audience ([] if none), read without its row."""
+        async with self.db.read() as conn:
+            rows = (await conn.execute(_FIRST_CONTACT_OF_CAMPAIGN, {"id": campaign_id})).all()
+        return [dict(r._mapping) for r in rows]
+
     # suppressions ---------------------------------------------------------------------
     async def suppress(self, address: str, reason: str | None) -> dict[str, Any]:
         address = normalize_address(address)
@@ -461,14 +467,19 @@ class MessagingRepository:
         return [int(r.id) for r in rows]
 
     async def update_campaign(
-        self, campaign_id: int, data: dict[str, Any], audit: dict[str, Any] | None = None
+        self,
+        campaign_id: int,
+        data: dict[str, Any],
+        audit: dict[str, Any] | None = None,
+        notify: str | None = None,
     ) -> dict[str, Any]:
-        row = await status_store.update_edited(
-            self.db, M, CampaignKind.MESSAGE, campaign_id, data, audit or data
+        """Store an edit (audited as `audit`, else `data`); `notify`: Database.notify."""
+        edited = await status_store.update_edited(
+            self.db, M, CampaignKind.MESSAGE, campaign_id, data, audit or data, notify
         )
-        if row is None:
+        if edited is None:
             raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
-        return to_dict(row)  # type: ignore[return-value]
+        return edited
 
     async def delete_campaign(self, campaign_id: int) -> None:
         async with self.db.transaction() as conn:
@@ -1174,3 +1185,14 @@ def _view_figures_query(postgres: bool) -> Any:
         .group_by(C.c.audience_id)
     )
     return union_all(*parts)
+
+
+_FIRST_CONTACT_OF_CAMPAIGN = (
+    select(C.c.id, C.c.external_id, C.c.address, C.c.attributes)
+    .where(
+        C.c.audience_id
+        == select(M.c.audience_id).where(M.c.id == bindparam("id")).scalar_subquery()
+    )
+    .order_by(C.c.id)
+    .limit(1)
+)

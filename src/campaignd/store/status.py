@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, insert, literal, select, update
+from sqlalchemy import Table, bindparam, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaignd.domain import lifecycle
@@ -19,6 +19,7 @@ from campaignd.domain.statuses import (
     check_transition,
 )
 from campaignd.store.db import Database, utcnow
+from campaignd.store.rows import to_dict
 from campaignd.store.tables import campaign_events
 
 
@@ -54,14 +55,17 @@ async def update_edited(
     campaign_id: int,
     values: dict[str, Any],
     details: dict[str, Any],
-) -> Row[Any] | None:
-    """Store an edit of a campaign row (its version bumped) and its `edited` event; the new
-    row, or None if there is no such campaign.
+    notify: str | None = None,
+) -> dict[str, Any] | None:
+    """Store an edit of a campaign row (its version bumped) and its `edited` event, and wake
+    the nodes listening with `notify` (Database.notify); the new row, or None if there is no
+    such campaign.
 
-    On PostgreSQL this is one statement (the event inserted by a data-modifying WITH), sent
-    alone: one round trip where a transaction takes four (BEGIN, UPDATE, INSERT, COMMIT).
+    On PostgreSQL this is one statement (the event inserted by a data-modifying WITH, the
+    NOTIFY in its select list) sent alone: one round trip where a transaction and a NOTIFY
+    took five (BEGIN, UPDATE, INSERT, COMMIT, NOTIFY).
     """
-    if not db.is_postgres:
+    if not db.is_postgres:  # one engine on SQLite: nothing to notify
         changed = (
             update(table)
             .where(table.c.id == campaign_id)
@@ -72,16 +76,24 @@ async def update_edited(
             row = (await conn.execute(changed)).first()
             if row is not None:
                 await record_event(conn, kind, campaign_id, "edited", details=details)
-        return row
+        return to_dict(row)
     params = {f"v_{key}": value for key, value in values.items()}
     params.update(campaign_id=campaign_id, details=details, now=utcnow())
-    statement = _edit_with_event(table, kind.value, tuple(sorted(values)))
+    if notify is not None:
+        params["notify"] = notify[:200]
+    statement = _edit_with_event(table, kind.value, tuple(sorted(values)), notify is not None)
     async with db.autocommit() as conn:
-        return (await conn.execute(statement, params)).first()
+        edited = to_dict((await conn.execute(statement, params)).first())
+    if edited is not None:
+        edited.pop(NOTIFIED, None)
+    return edited
+
+
+NOTIFIED = "campaignd_notified"
 
 
 @functools.lru_cache(maxsize=256)
-def _edit_with_event(table: Table, kind: str, keys: tuple[str, ...]) -> Any:
+def _edit_with_event(table: Table, kind: str, keys: tuple[str, ...], notify: bool) -> Any:
     """update_edited's statement on PostgreSQL for an edit of `keys`, built once (building
     it took longer than running it): the values come as parameters `v_<key>`."""
     updated = (
@@ -107,7 +119,10 @@ def _edit_with_event(table: Table, kind: str, keys: tuple[str, ...]) -> Any:
             bindparam("now", type_=campaign_events.c.at.type),
         ),
     )
-    return select(updated).add_cte(event.cte("event"))
+    columns: list[Any] = [updated]
+    if notify:  # sent once the statement commits, for the one row edited (none if none was)
+        columns.append(func.pg_notify("campaignd", bindparam("notify")).label(NOTIFIED))
+    return select(*columns).add_cte(event.cte("event"))
 
 
 async def transition(

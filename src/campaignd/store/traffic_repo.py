@@ -246,15 +246,18 @@ class TrafficRepository:
             )
         return to_dict(row)  # type: ignore[return-value]
 
-    async def update_campaign(self, campaign_id: int, data: dict[str, Any]) -> dict[str, Any]:
-        row = await status_store.update_edited(
-            self.db, T, CampaignKind.TRAFFIC, campaign_id, data, data
+    async def update_campaign(
+        self, campaign_id: int, data: dict[str, Any], notify: str | None = None
+    ) -> dict[str, Any]:
+        """Store an edit (audited); `notify`: Database.notify once it is stored."""
+        edited = await status_store.update_edited(
+            self.db, T, CampaignKind.TRAFFIC, campaign_id, data, data, notify
         )
-        if row is None:
+        if edited is None:
             raise NotFound(
                 f"Traffic campaign {campaign_id} does not exist.", campaign_id=campaign_id
             )
-        return to_dict(row)  # type: ignore[return-value]
+        return edited
 
     async def delete_campaign(self, campaign_id: int) -> None:
         async with self.db.transaction() as conn:
