@@ -12,6 +12,7 @@ from campaignd.domain.errors import Conflict, IllegalTransition, NotFound
 from campaignd.domain.statuses import Actor, CampaignStatus
 from campaignd.services import Services
 from campaignd.store.tables import campaign_events
+from campaignd.store.traffic_repo import in_order
 from campaignd.traffic.stats import WindowRecorder
 
 PROFILE = {"name": "browse", "requests": [{"method": "GET", "path": "/", "weight": 1}]}
@@ -93,6 +94,22 @@ async def test_an_edit_wakes_the_listening_nodes_with_its_notify(services: Servi
         assert await asyncio.wait_for(heard.get(), 5) == "second"  # none for the missing one
     finally:
         await listener.close()
+
+
+async def test_a_campaigns_profiles_are_read_by_its_id(services: Services) -> None:
+    campaign = await _campaign(services)
+    other = await services.traffic.create_profile(
+        {**PROFILE, "name": "other", "headers": {}, "think_time_ms": 0}
+    )
+    await services.traffic.create_profile({**PROFILE, "name": "unused", "headers": {}})
+    ids = [other["id"], *campaign["user_profile_ids"]]
+    await services.traffic.update_campaign(campaign["id"], {"user_profile_ids": ids})
+    found = await services.traffic.profiles_of_campaign(campaign["id"])
+    assert sorted(found) == sorted(ids)
+    assert [p["name"] for p in in_order(ids, found)] == ["other", "browse"]
+    assert await services.traffic.profiles_of_campaign(campaign["id"] + 1000) == {}
+    with pytest.raises(NotFound):
+        in_order([*ids, 999_999], found)
 
 
 async def test_profile_in_use_cannot_be_deleted(services: Services) -> None:

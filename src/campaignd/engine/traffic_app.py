@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from campaignd.domain import lifecycle
-from campaignd.domain.errors import Conflict, RuleViolation
+from campaignd.domain.errors import Conflict, NotFound, RuleViolation
 from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.engine.guard import TargetGuard
 from campaignd.engine.node import Node, wait_until
 from campaignd.engine.supervisor import TrafficSupervisor
 from campaignd.logs import log_event
 from campaignd.store.cluster_repo import ClusterRepository
-from campaignd.store.traffic_repo import TrafficRepository
+from campaignd.store.traffic_repo import TrafficRepository, in_order
 from campaignd.traffic.stats import WindowStats, summarize
 
 S = CampaignStatus
@@ -209,13 +209,42 @@ class TrafficApp:
         held = (await self.cluster.holders(KIND, [campaign_id])).get(campaign_id, [])
         return [{"shard": lease.shard, "node": lease.holder} for lease in held]
 
-    async def stats(self, campaign: dict[str, Any]) -> dict[str, Any]:
+    async def live(
+        self, campaign_id: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
+        """A campaign's row, its profiles, its live figures and who holds its shards, read at
+        once (one wait, not two)."""
+        if self.host is not None and self.host.runner(campaign_id) is not None:
+            campaign, profiles, nodes = await asyncio.gather(
+                self.repo.get_campaign(campaign_id),
+                self.repo.profiles_of_campaign(campaign_id),
+                self.nodes(campaign_id),
+            )
+            merged = None
+        else:  # the figures come from the database: read them with the rest
+            try:
+                campaign, profiles, nodes, merged = await asyncio.gather(
+                    self.repo.get_campaign(campaign_id),
+                    self.repo.profiles_of_campaign(campaign_id),
+                    self.nodes(campaign_id),
+                    self._totals(campaign_id),
+                )
+            except NotFound:
+                self._merged.pop(campaign_id, None)  # no such campaign: keep no state for it
+                raise
+        chosen = in_order(list(campaign["user_profile_ids"]), profiles)
+        return campaign, chosen, await self.stats(campaign, merged), nodes
+
+    async def stats(
+        self, campaign: dict[str, Any], merged: tuple[WindowStats, int] | None = None
+    ) -> dict[str, Any]:
         """Live figures: this node's runner when it runs the only shard, else every shard's
-        windows merged from the database (counts add up, histograms add exactly)."""
+        windows merged from the database (counts add up, histograms add exactly); `merged`
+        when the caller has read them."""
         runner = self.host.runner(campaign["id"]) if self.host is not None else None
         if runner is not None and int(campaign.get("shards") or 1) == 1:
             return runner.stats()
-        totals, busy = await self._totals(campaign["id"])
+        totals, busy = merged if merged is not None else await self._totals(campaign["id"])
         if not self.generating(campaign):
             busy = 0  # nothing generates now
         stats = summarize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
+    text,
     update,
 )
 
@@ -155,18 +157,18 @@ class TrafficRepository:
             raise NotFound(f"Traffic profile {profile_id} does not exist.", profile_id=profile_id)
         return to_dict(row)  # type: ignore[return-value]
 
+    async def profiles_of_campaign(self, campaign_id: int) -> dict[int, dict[str, Any]]:
+        """The profiles a campaign names, by id, read without its row (so a view can read
+        them while it reads the row)."""
+        query = _profiles_of_campaign(self.db.is_postgres)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query, {"campaign_id": campaign_id})).all()
+        return {r.id: to_dict(r) for r in rows}  # type: ignore[misc]
+
     async def get_profiles(self, ids: list[int]) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
             rows = (await conn.execute(by_ids(P), {"row_ids": ids})).all()
-        found = {r.id: to_dict(r) for r in rows}
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise NotFound(
-                f"Traffic profile(s) {', '.join(map(str, missing))} do not exist.",
-                field="user_profile_ids",
-                missing=missing,
-            )
-        return [found[i] for i in ids]  # type: ignore[misc]
+        return in_order(ids, {r.id: to_dict(r) for r in rows})  # type: ignore[misc]
 
     async def update_profile(self, profile_id: int, data: dict[str, Any]) -> dict[str, Any]:
         async with self.db.transaction() as conn:
@@ -637,3 +639,31 @@ _WINDOWS_AFTER = (
     )
     .order_by(traffic_stats.c.id)
 )
+
+
+def in_order(ids: list[int], found: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The profiles `ids` names, in its order; NotFound names the ones missing."""
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise NotFound(
+            f"Traffic profile(s) {', '.join(map(str, missing))} do not exist.",
+            field="user_profile_ids",
+            missing=missing,
+        )
+    return [found[i] for i in ids]
+
+
+@functools.cache
+def _profiles_of_campaign(postgres: bool) -> Any:
+    """Profiles whose id is in campaign `:campaign_id`'s user_profile_ids (a JSON array)."""
+    if postgres:
+        ids = (
+            "SELECT CAST(json_array_elements_text(user_profile_ids) AS BIGINT)"
+            " FROM traffic_campaigns WHERE id = :campaign_id"
+        )
+    else:
+        ids = (
+            "SELECT json_each.value FROM traffic_campaigns, json_each(user_profile_ids)"
+            " WHERE traffic_campaigns.id = :campaign_id"
+        )
+    return select(P).where(P.c.id.in_(text(ids)))

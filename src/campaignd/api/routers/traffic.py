@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from typing import Any, Literal
 
@@ -236,13 +235,7 @@ async def generate(body: GenerateRequest, svc: Services = Depends(services)) -> 
 
 @router.get("/campaigns/{campaign_id}/info", response_model=TrafficInfo, summary="Live info")
 async def info(campaign_id: IdPath, svc: Services = Depends(services)) -> dict[str, Any]:
-    campaign = await svc.traffic.get_campaign(campaign_id)
-    # Independent reads on separate pooled connections: one wait, not three in a row.
-    chosen, stats, nodes = await asyncio.gather(
-        svc.traffic.get_profiles(list(campaign["user_profile_ids"])),
-        svc.traffic_app.stats(campaign),
-        svc.traffic_app.nodes(campaign_id),
-    )
+    campaign, chosen, stats, nodes = await svc.traffic_app.live(campaign_id)
     view = svc.traffic_app.view(campaign)
     return {
         "campaign_id": campaign_id,
