@@ -60,28 +60,26 @@ _RENEW_PG = text(
     " ORDER BY kind, campaign_id, shard FOR UPDATE OF leases)"
     " RETURNING kind, campaign_id, shard"
 )
+
+
+def _is_lease(kind: str, cid: str, shard: str, holder: str, epoch: str) -> list[Any]:
+    """The lease row of these bound parameters' key, holder and epoch."""
+    return [
+        L.c.kind == bindparam(kind),
+        L.c.campaign_id == bindparam(cid),
+        L.c.shard == bindparam(shard),
+        L.c.holder == bindparam(holder),
+        L.c.epoch == bindparam(epoch),
+    ]
+
+
 _CHECK_PG = (
     select(L.c.epoch)
-    .where(
-        L.c.kind == bindparam("kind"),
-        L.c.campaign_id == bindparam("cid"),
-        L.c.shard == bindparam("shard"),
-        L.c.holder == bindparam("holder"),
-        L.c.epoch == bindparam("epoch"),
-        L.c.expires_at > func.now(),
-    )
+    .where(*_is_lease("kind", "cid", "shard", "holder", "epoch"), L.c.expires_at > func.now())
     .with_for_update(read=True)
 )
 _ACTIVE_SECONDS = (
-    update(L)
-    .where(
-        L.c.kind == bindparam("k"),
-        L.c.campaign_id == bindparam("c"),
-        L.c.shard == bindparam("s"),
-        L.c.holder == bindparam("h"),
-        L.c.epoch == bindparam("e"),
-    )
-    .values(active_seconds=bindparam("active"))
+    update(L).where(*_is_lease("k", "c", "s", "h", "e")).values(active_seconds=bindparam("active"))
 )
 _LEASES_OF_PG = (
     select(L)
@@ -202,29 +200,19 @@ class ClusterRepository:
     async def heartbeat(
         self, name: str, role: str, engine: bool, pid: int, host: str, started_at: datetime
     ) -> None:
-        if self.db.is_postgres:
-            async with self.db.autocommit() as conn:  # one statement, atomic by itself
-                await conn.execute(
-                    _HEARTBEAT_PG,
-                    {
-                        "name": name,
-                        "role": role,
-                        "engine": engine,
-                        "pid": pid,
-                        "host": host,
-                        "started_at": started_at,
-                    },
-                )
-            return
-        values = {
+        node = {
             "name": name,
             "role": role,
             "engine": engine,
             "pid": pid,
             "host": host,
             "started_at": started_at,
-            "last_seen": self._now(),
         }
+        if self.db.is_postgres:
+            async with self.db.autocommit() as conn:  # one statement, atomic by itself
+                await conn.execute(_HEARTBEAT_PG, node)
+            return
+        values = {**node, "last_seen": self._now()}
         statement = self._insert(N).values(**values)
         statement = statement.on_conflict_do_update(
             index_elements=[N.c.name],
