@@ -80,7 +80,7 @@ async def test_view_figures_agree_with_counts_holders_and_audience_sizes(
 ) -> None:
     campaign, audience = await _campaign(services, 10)
     other, other_audience = await _campaign(services, 3)
-    idle, _ = await _campaign(services, 0)
+    idle, idle_audience = await _campaign(services, 0)
     rows = await services.messaging.candidates(campaign, audience, 0, 10)
     await services.messaging.claim(campaign, [(r["id"], None) for r in rows])
     await services.messaging.record(
@@ -97,15 +97,17 @@ async def test_view_figures_agree_with_counts_holders_and_audience_sizes(
         LeaseRef("message", other, 0, "node-a", 1)
     )  # given back: no longer a holder
     ids = [campaign, other, idle]
-    audiences = [audience, other_audience, audience]
-    figures = await services.messaging.view_figures(ids, audiences)
+    figures = await services.messaging.view_figures(ids)
     assert figures.counts == await services.messaging.counts(ids)
     assert figures.counts[campaign] == {"sent": 4, "failed": 1, "sending": 5}
-    assert figures.audience_sizes == await services.messaging.contact_counts(audiences)
+    # Each campaign's own audience, found from its id; an empty one has no row (a view reads 0).
+    sizes = await services.messaging.contact_counts([audience, other_audience, idle_audience])
+    assert sizes[idle_audience] == 0
+    assert figures.audience_sizes == {audience: sizes[audience], other_audience: 3}
     holders = await services.cluster.holders("message", ids)
     assert figures.holders == {
         cid: [(x.shard, x.holder) for x in held] for cid, held in holders.items()
     }
     assert figures.holders == {campaign: [(0, "node-b"), (1, "node-b")]}
-    empty = await services.messaging.view_figures([], [])
+    empty = await services.messaging.view_figures([])
     assert empty.counts == {} and empty.holders == {} and empty.audience_sizes == {}
