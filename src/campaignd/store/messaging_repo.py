@@ -38,7 +38,14 @@ from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
 from campaignd.store.cluster_repo import ClusterRepository
 from campaignd.store.db import Database, utcnow
-from campaignd.store.rows import archived_filter, by_id, listing, to_dict
+from campaignd.store.rows import (
+    archived_filter,
+    by_id,
+    listing,
+    read_by_ids,
+    read_versions,
+    to_dict,
+)
 from campaignd.store.tables import (
     accounts,
     audiences,
@@ -431,17 +438,11 @@ class MessagingRepository:
 
     async def running_versions(self) -> dict[int, int]:
         """The `version` of each running campaign (a narrow read to tell which rows changed)."""
-        async with self.db.read() as conn:
-            rows = (await conn.execute(_RUNNING_VERSIONS)).all()
-        return {int(r.id): int(r.version or 0) for r in rows}
+        return await read_versions(self.db, _RUNNING_VERSIONS)
 
     async def running_by_id(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         """Those of `ids` that are still running, as running_campaigns reads them."""
-        if not ids:
-            return {}
-        async with self.db.read() as conn:
-            rows = (await conn.execute(_RUNNING_BY_ID, {"ids": ids})).all()
-        return {int(r.id): to_dict(r) for r in rows}  # type: ignore[misc]
+        return await read_by_ids(self.db, _RUNNING_BY_ID, ids)
 
     async def get_campaign(self, campaign_id: int) -> dict[str, Any]:
         async with self.db.read() as conn:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Row, Select, bindparam, select
 
-from campaignd.store.db import iso
+from campaignd.store.db import Database, iso
 
 
 def to_dict(row: Row[Any] | None) -> dict[str, Any] | None:
@@ -46,3 +46,20 @@ def listing(table: Any, archived: bool, by_status: bool) -> Select[Any]:
     """Rows archived or in use, in id order; of status `:status` if `by_status`."""
     query = select(table).where(archived_filter(table, archived)).order_by(table.c.id)
     return query.where(table.c.status == bindparam("status")) if by_status else query
+
+
+async def read_versions(db: Database, statement: Select[Any]) -> dict[int, int]:
+    """`version` by id from a statement selecting (id, version): a narrow read that tells a
+    node which rows changed since it last read them whole."""
+    async with db.read() as conn:
+        rows = (await conn.execute(statement)).all()
+    return {int(r.id): int(r.version or 0) for r in rows}
+
+
+async def read_by_ids(db: Database, statement: Select[Any], ids: list[int]) -> dict[int, Any]:
+    """Rows by id from a statement taking the ids as `:ids` (expanding)."""
+    if not ids:
+        return {}
+    async with db.read() as conn:
+        rows = (await conn.execute(statement, {"ids": ids})).all()
+    return {int(r.id): to_dict(r) for r in rows}

@@ -32,7 +32,7 @@ from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
 from campaignd.store.cluster_repo import ClusterRepository
 from campaignd.store.db import Database, iso, utcnow
-from campaignd.store.rows import by_id, by_ids, listing, to_dict
+from campaignd.store.rows import by_id, by_ids, listing, read_by_ids, read_versions, to_dict
 from campaignd.store.tables import traffic_campaigns, traffic_profiles, traffic_stats
 from campaignd.traffic.stats import (
     WindowStats,
@@ -438,17 +438,11 @@ class TrafficRepository:
 
     async def wanted_versions(self) -> dict[int, int]:
         """The `version` of each wanted campaign (a narrow read to tell which rows changed)."""
-        async with self.db.read() as conn:
-            rows = (await conn.execute(_WANTED_VERSIONS)).all()
-        return {int(r.id): int(r.version or 0) for r in rows}
+        return await read_versions(self.db, _WANTED_VERSIONS)
 
     async def wanted_by_id(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         """Those of `ids` that are still wanted, as wanted_campaigns reads them."""
-        if not ids:
-            return {}
-        async with self.db.read() as conn:
-            rows = (await conn.execute(_WANTED_BY_ID, {"ids": ids})).all()
-        return {int(r.id): to_dict(r) for r in rows}  # type: ignore[misc]
+        return await read_by_ids(self.db, _WANTED_BY_ID, ids)
 
     async def campaigns_by_id(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         if not ids:
