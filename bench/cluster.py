@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -143,37 +144,45 @@ def deliveries_per_second(contacts: int, workers: int, engine_in_api: bool) -> f
     return float(with_cluster(workers, engine_in_api, body))
 
 
+def start_100_campaigns(
+    client: httpx.Client, sink: Sink, seconds: float
+) -> tuple[list[int], list[int]]:
+    """50 traffic and 50 message campaigns at 60/min each, running; their ids."""
+    args = argparse.Namespace(messages=50, rpm=60.0, minutes=seconds / 60 + 1)
+    message_ids = _message_campaigns(client, sink.port, args)
+    ids = []
+    for i in range(50):
+        profile = client.post(
+            "/api/traffic/profiles",
+            json={"name": f"p{i}", "requests": [{"method": "GET", "path": f"/c/{i}"}]},
+        ).json()["id"]
+        campaign = client.post(
+            "/api/traffic/campaigns",
+            json={
+                "name": f"c{i}",
+                "target_url": f"http://127.0.0.1:{sink.port}",
+                "user_profile_ids": [profile],
+                "requests_per_minute": 60,
+                "duration_minutes": seconds / 60 + 1,
+                "total_users": 5,
+            },
+        ).json()["id"]
+        ids.append(campaign)
+        client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "running"})
+        client.post("/api/traffic/generate", json={"campaign_id": campaign})
+    for campaign in message_ids:
+        client.post(f"/api/campaigns/{campaign}/start")
+    time.sleep(3.0)  # every campaign taken by a node
+    return ids, message_ids
+
+
 def api_under_load(
     seconds: float, clients: int, workers: int, engine_in_api: bool
 ) -> dict[str, Any]:
     nodes: list[ServiceProcess] = []
 
     def body(client: httpx.Client, sink: Sink) -> dict[str, Any]:
-        args = argparse.Namespace(messages=50, rpm=60.0, minutes=seconds / 60 + 1)
-        message_ids = _message_campaigns(client, sink.port, args)
-        ids = []
-        for i in range(50):
-            profile = client.post(
-                "/api/traffic/profiles",
-                json={"name": f"p{i}", "requests": [{"method": "GET", "path": f"/c/{i}"}]},
-            ).json()["id"]
-            campaign = client.post(
-                "/api/traffic/campaigns",
-                json={
-                    "name": f"c{i}",
-                    "target_url": f"http://127.0.0.1:{sink.port}",
-                    "user_profile_ids": [profile],
-                    "requests_per_minute": 60,
-                    "duration_minutes": seconds / 60 + 1,
-                    "total_users": 5,
-                },
-            ).json()["id"]
-            ids.append(campaign)
-            client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "running"})
-            client.post("/api/traffic/generate", json={"campaign_id": campaign})
-        for campaign in message_ids:
-            client.post(f"/api/campaigns/{campaign}/start")
-        time.sleep(3.0)  # every campaign taken by a node
+        ids, message_ids = start_100_campaigns(client, sink, seconds)
         pids = ", ".join(f"{n.name} {n.process.pid}" for n in nodes if n.process)
         print(f"    load starts ({pids})", flush=True)
         latencies: list[float] = []
@@ -225,6 +234,72 @@ def api_under_load(
     return dict(with_cluster(workers, engine_in_api, body, nodes))
 
 
+def api_cpu_by_route(requests: int, workers: int) -> dict[str, tuple[float, float]]:
+    """With 100 campaigns running, each route's API CPU per request and its p50, asked by one
+    client `requests` times in a row; the API's idle CPU over the same time is taken off."""
+    nodes: list[ServiceProcess] = []
+
+    def body(client: httpx.Client, sink: Sink) -> dict[str, tuple[float, float]]:
+        ids, message_ids = start_100_campaigns(client, sink, 60.0 + requests / 20)
+        api = [nodes[0].process.pid] if nodes[0].process else []
+        idle_started, idle_cpu = time.monotonic(), cpu_seconds(api)
+        time.sleep(3.0)
+        idle = (cpu_seconds(api) - idle_cpu) / (time.monotonic() - idle_started)
+        routes: list[tuple[str, Callable[[int], str], list[int], dict[str, str] | None]] = [
+            ("GET /api/campaigns/{id}", lambda c: f"/api/campaigns/{c}", message_ids, None),
+            ("GET /api/campaigns", lambda c: "/api/campaigns", message_ids, None),
+            ("GET /campaign_data/{id}", lambda c: f"/campaign_data/{c}", message_ids, None),
+            (
+                "PATCH /api/campaigns/{id}",
+                lambda c: f"/api/campaigns/{c}",
+                message_ids,
+                {"message": "Hi {{ name }} again"},
+            ),
+            (
+                "GET /api/traffic/campaigns/{id}/info",
+                lambda c: f"/api/traffic/campaigns/{c}/info",
+                ids,
+                None,
+            ),
+            ("GET /api/traffic/campaigns", lambda c: "/api/traffic/campaigns", ids, None),
+            ("GET /api/traffic/campaigns/{id}", lambda c: f"/api/traffic/campaigns/{c}", ids, None),
+            (
+                "PATCH /api/traffic/campaigns/{id}",
+                lambda c: f"/api/traffic/campaigns/{c}",
+                ids,
+                {"name": "edited"},
+            ),
+        ]
+        figures: dict[str, tuple[float, float]] = {}
+
+        async def ask(
+            route: str,
+            path: Callable[[int], str],
+            campaigns: list[int],
+            json_body: dict[str, str] | None,
+        ) -> None:
+            method = route.split()[0]
+            timeout = aiohttp.ClientTimeout(total=10)
+            async with aiohttp.ClientSession(base_url=str(client.base_url), timeout=timeout) as s:
+                latencies = []
+                started, cpu = time.monotonic(), cpu_seconds(api)
+                for i in range(requests):
+                    asked = time.perf_counter()
+                    async with s.request(
+                        method, path(campaigns[i % len(campaigns)]), json=json_body
+                    ) as response:
+                        await response.read()
+                    latencies.append((time.perf_counter() - asked) * 1000)
+                spent = cpu_seconds(api) - cpu - idle * (time.monotonic() - started)
+                figures[route] = (spent / requests * 1000, _percentile(latencies, 50))
+
+        for route in routes:
+            asyncio.run(ask(*route))
+        return figures
+
+    return dict(with_cluster(workers, False, body, nodes))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -249,11 +324,23 @@ def main() -> None:
         default=0,
         help="Start the workers with CAMPAIGND_WORKER_NICE=N (they yield the CPU to the API).",
     )
+    parser.add_argument(
+        "--route-cpu",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Instead: each route's API CPU per request, asked N times by one client.",
+    )
     args = parser.parse_args()
     global WORKER_NICE
     WORKER_NICE = args.worker_nice
     nice = f", workers at nice +{args.worker_nice}" if args.worker_nice else ""
     print(f"cluster bench on PostgreSQL, {os.cpu_count()} cores{nice}")
+    if args.route_cpu:
+        print(f"\nAPI CPU per request by route, one client, {args.route_cpu} requests each")
+        for route, (cpu_ms, p50) in api_cpu_by_route(args.route_cpu, 2).items():
+            print(f"  {route:<44}CPU {cpu_ms:5.2f} ms  p50 {p50:6.2f} ms", flush=True)
+        return
     if not args.skip_deliveries:
         print(f"\nmessage deliveries/s, one unpaced campaign of {args.contacts} to a webhook")
         for label, workers, embedded in (

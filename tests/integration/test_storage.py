@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from campaignd.domain.errors import Conflict, IllegalTransition, NotFound
 from campaignd.domain.statuses import Actor, CampaignStatus
 from campaignd.services import Services
-from campaignd.store.tables import campaign_events
+from campaignd.store.tables import campaign_events, traffic_campaigns
 from campaignd.store.traffic_repo import in_order
 from campaignd.traffic.stats import WindowRecorder
 
@@ -110,6 +111,25 @@ async def test_a_campaigns_profiles_are_read_by_its_id(services: Services) -> No
     assert await services.traffic.profiles_of_campaign(campaign["id"] + 1000) == {}
     with pytest.raises(NotFound):
         in_order([*ids, 999_999], found)
+
+
+async def test_a_list_holds_the_same_rows_as_reading_each_by_id(services: Services) -> None:
+    first = await _campaign(services)
+    second = await _campaign(services)
+    start = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    async with services.db.transaction() as conn:
+        await conn.execute(
+            update(traffic_campaigns)
+            .where(traffic_campaigns.c.id == second["id"])
+            .values(start_time=start)
+        )
+    listed = {c["id"]: c for c in await services.traffic.list_campaigns()}
+    for campaign in (first, second):
+        alone = await services.traffic.get_campaign(campaign["id"])
+        assert listed[campaign["id"]] == alone
+        assert alone["created_at"].endswith("Z")
+    assert listed[second["id"]]["start_time"] == "2030-01-02T03:04:05Z", "set in one row only"
+    assert listed[first["id"]]["start_time"] is None
 
 
 async def test_profile_in_use_cannot_be_deleted(services: Services) -> None:

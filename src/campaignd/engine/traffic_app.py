@@ -22,7 +22,7 @@ from campaignd.engine.supervisor import TrafficSupervisor
 from campaignd.logs import log_event
 from campaignd.store.cluster_repo import ClusterRepository
 from campaignd.store.traffic_repo import TrafficRepository, in_order
-from campaignd.traffic.stats import WindowStats, summarize
+from campaignd.traffic.stats import LatencyMemo, WindowStats, summarize
 
 S = CampaignStatus
 KIND = CampaignKind.TRAFFIC.value
@@ -50,6 +50,7 @@ class _MergedWindows:
     # Each shard's latest window read: (id, users busy then). Their sum is the campaign's
     # busy users now (a merge of windows keeps only counts and histograms).
     latest: dict[int, tuple[int, int]] = field(default_factory=dict)
+    memo: LatencyMemo = field(default_factory=LatencyMemo)  # totals only grow: see summarize
 
     def busy_users(self) -> int:
         return sum(busy for _, busy in self.latest.values())
@@ -236,7 +237,7 @@ class TrafficApp:
         return campaign, chosen, await self.stats(campaign, merged), nodes
 
     async def stats(
-        self, campaign: dict[str, Any], merged: tuple[WindowStats, int] | None = None
+        self, campaign: dict[str, Any], merged: tuple[WindowStats, int, LatencyMemo] | None = None
     ) -> dict[str, Any]:
         """Live figures: this node's runner when it runs the only shard, else every shard's
         windows merged from the database (counts add up, histograms add exactly); `merged`
@@ -244,18 +245,19 @@ class TrafficApp:
         runner = self.host.runner(campaign["id"]) if self.host is not None else None
         if runner is not None and int(campaign.get("shards") or 1) == 1:
             return runner.stats()
-        totals, busy = merged if merged is not None else await self._totals(campaign["id"])
+        totals, busy, memo = merged if merged is not None else await self._totals(campaign["id"])
         if not self.generating(campaign):
             busy = 0  # nothing generates now
         stats = summarize(
             totals,
             float(campaign.get("active_seconds") or 0.0),
             float(campaign["requests_per_minute"]),
+            memo=memo,
         )
         stats["busy_users"] = busy
         return stats
 
-    async def _totals(self, campaign_id: int) -> tuple[WindowStats, int]:
+    async def _totals(self, campaign_id: int) -> tuple[WindowStats, int, LatencyMemo]:
         """Every window merged, and the users busy in each shard's latest window."""
         # A lock per campaign: info requests for different campaigns never wait for each other.
         merged = self._merged.setdefault(campaign_id, _MergedWindows())
@@ -280,4 +282,4 @@ class TrafficApp:
                 merged.floor = max(merged.floor, *settled)
                 merged.seen = {i for i in merged.seen if i > merged.floor}
                 merged.reads = [(w, h) for w, h in merged.reads if w >= now - SETTLE_SECONDS]
-            return merged.totals, merged.busy_users()
+            return merged.totals, merged.busy_users(), merged.memo

@@ -45,6 +45,7 @@ from campaignd.store.rows import (
     read_by_ids,
     read_versions,
     to_dict,
+    to_dicts,
 )
 from campaignd.store.tables import (
     accounts,
@@ -166,7 +167,7 @@ class MessagingRepository:
         query = select(accounts).where(archived_filter(accounts, archived)).order_by(accounts.c.id)
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
-        return [to_dict(r) for r in rows]  # type: ignore[misc]
+        return to_dicts(rows)
 
     async def get_account(self, account_id: int) -> dict[str, Any]:
         async with self.db.read() as conn:
@@ -262,7 +263,7 @@ class MessagingRepository:
         )
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
-        return [to_dict(r) for r in rows]  # type: ignore[misc]
+        return to_dicts(rows)
 
     async def get_audience(self, audience_id: int) -> dict[str, Any]:
         async with self.db.read() as conn:
@@ -392,7 +393,7 @@ class MessagingRepository:
                     .limit(limit)
                 )
             ).all()
-        return [to_dict(r) for r in rows]  # type: ignore[misc]
+        return to_dicts(rows)
 
     async def unsuppress(self, address: str) -> None:
         async with self.db.transaction() as conn:
@@ -428,13 +429,13 @@ class MessagingRepository:
             rows = (
                 await conn.execute(listing(M, archived, bool(status)), {"status": status})
             ).all()
-        return [to_dict(r) for r in rows]  # type: ignore[misc]
+        return to_dicts(rows)
 
     async def running_campaigns(self) -> list[dict[str, Any]]:
         """list_campaigns("running"), by a statement built once (every node, every tick)."""
         async with self.db.read() as conn:
             rows = (await conn.execute(_RUNNING)).all()
-        return [to_dict(r) for r in rows]  # type: ignore[misc]
+        return to_dicts(rows)
 
     async def running_versions(self) -> dict[int, int]:
         """The `version` of each running campaign (a narrow read to tell which rows changed)."""
@@ -1013,7 +1014,7 @@ class MessagingRepository:
                     select(M).where(or_(M.c.sending.is_(True), M.c.status == "running"))
                 )
             ).all()
-        return [to_dict(r) for r in rows]  # type: ignore[misc]
+        return to_dicts(rows)
 
     async def series(
         self, campaign_id: int, bucket_seconds: int, limit: int

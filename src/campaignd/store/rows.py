@@ -8,6 +8,7 @@ Building a statement costs more than running it (a `select` of a 30-column table
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,28 @@ def to_dict(row: Row[Any] | None) -> dict[str, Any] | None:
         return None
     values = zip(row._fields, row, strict=True)
     return {k: (iso(v) if isinstance(v, datetime) else v) for k, v in values}
+
+
+def to_dicts(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+    """`[to_dict(r) for r in rows]`, with the column names read once (a row builds them on
+    every `_fields`) and only the timestamp columns looked at."""
+    if not rows:
+        return []
+    fields = rows[0]._fields
+    stamped = [
+        (i, name)
+        for i, name in enumerate(fields)
+        if isinstance(next((r[i] for r in rows if r[i] is not None), None), datetime)
+    ]
+    out = []
+    for row in rows:
+        values = dict(zip(fields, row, strict=True))
+        for i, name in stamped:
+            value = row[i]
+            if value is not None:
+                values[name] = iso(value)
+        out.append(values)
+    return out
 
 
 def archived_filter(table: Any, archived: bool) -> Any:

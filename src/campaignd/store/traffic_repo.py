@@ -32,7 +32,15 @@ from campaignd.domain.statuses import Actor, CampaignKind, CampaignStatus
 from campaignd.store import status as status_store
 from campaignd.store.cluster_repo import ClusterRepository
 from campaignd.store.db import Database, iso, utcnow
-from campaignd.store.rows import by_id, by_ids, listing, read_by_ids, read_versions, to_dict
+from campaignd.store.rows import (
+    by_id,
+    by_ids,
+    listing,
+    read_by_ids,
+    read_versions,
+    to_dict,
+    to_dicts,
+)
 from campaignd.store.tables import traffic_campaigns, traffic_profiles, traffic_stats
 from campaignd.traffic.stats import (
     WindowStats,
@@ -148,7 +156,7 @@ class TrafficRepository:
     async def list_profiles(self, archived: bool = False) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
             rows = (await conn.execute(listing(P, archived, False))).all()
-        return [to_dict(r) for r in rows]  # type: ignore[misc]
+        return to_dicts(rows)
 
     async def get_profile(self, profile_id: int) -> dict[str, Any]:
         async with self.db.read() as conn:
@@ -237,7 +245,7 @@ class TrafficRepository:
             rows = (
                 await conn.execute(listing(T, archived, bool(status)), {"status": status})
             ).all()
-        return [to_dict(r) for r in rows]  # type: ignore[misc]
+        return to_dicts(rows)
 
     async def get_campaign(self, campaign_id: int) -> dict[str, Any]:
         async with self.db.read() as conn:
@@ -347,7 +355,7 @@ class TrafficRepository:
     async def generating_campaigns(self) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
             rows = (await conn.execute(select(T).where(T.c.generating.is_(True)))).all()
-        return [to_dict(r) for r in rows]  # type: ignore[misc]
+        return to_dicts(rows)
 
     async def record_windows(self, batch: list[PendingWindow]) -> set[tuple[str, int, int]]:
         """Insert many windows and move each campaign's active time, in one transaction.
@@ -434,7 +442,7 @@ class TrafficRepository:
         """Campaigns some node should be generating (running or paused, with the flag)."""
         async with self.db.read() as conn:
             rows = (await conn.execute(_WANTED)).all()
-        return [to_dict(r) for r in rows]  # type: ignore[misc]
+        return to_dicts(rows)
 
     async def wanted_versions(self) -> dict[int, int]:
         """The `version` of each wanted campaign (a narrow read to tell which rows changed)."""

@@ -6,11 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from campaignd.traffic.stats import (
+    LatencyMemo,
     WindowRecorder,
     WindowStats,
     latency_summary,
     new_histogram,
     percentiles,
+    summarize,
 )
 
 
@@ -47,3 +49,18 @@ def test_windows_shipped_between_processes_merge_without_loss() -> None:
     summary = latency_summary(merged.histogram, merged.latency_sum_us)
     assert summary["p99"] <= summary["max"]
     assert 499 <= summary["max"] <= 501
+
+
+def test_a_memo_summarises_merged_totals_again_only_when_they_grew() -> None:
+    totals, memo = WindowStats(started_at=0.0, seconds=0.0), LatencyMemo()
+    for latency_s in (0.001, 0.5):
+        recorder = WindowRecorder()
+        for _ in range(100):
+            recorder.success(latency_s)
+        totals.merge(WindowStats.from_wire(recorder.cut().to_wire()))
+        remembered = summarize(totals, 60.0, 60.0, memo=memo)
+        assert remembered == summarize(totals, 60.0, 60.0), "the same figures as worked out anew"
+        again = summarize(totals, 60.0, 60.0, memo=memo)
+        again["latency_ms"]["p50"] = -1.0  # a caller's change does not reach the memo
+        assert summarize(totals, 60.0, 60.0, memo=memo) == remembered
+    assert remembered["latency_ms"]["max"] >= 499, "the second window's latencies count"
