@@ -478,8 +478,7 @@ class ClusterRepository:
         params: dict[str, Any] = {"kind": kind, "ids": ids}
         if not self.db.is_postgres:
             params["now"] = utcnow()
-        async with self.db.read() as conn:
-            rows = (await conn.execute(_live_holders(self.db.is_postgres), params)).all()
+        rows = await self.db.fetch(_live_holders(self.db.is_postgres), params)
         out: dict[int, list[LeaseRow]] = {}
         for row in rows:
             lease = LeaseRow.from_row(row)

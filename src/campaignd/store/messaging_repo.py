@@ -364,9 +364,8 @@ class MessagingRepository:
 
     async def first_contact_of_campaign(self, campaign_id: int) -> list[dict[str, Any]]:
         """The first contact of the campaign's audience ([] if none), read without its row."""
-        async with self.db.read() as conn:
-            rows = (await conn.execute(_FIRST_CONTACT_OF_CAMPAIGN, {"id": campaign_id})).all()
-        return [dict(r._mapping) for r in rows]
+        rows = await self.db.fetch(_FIRST_CONTACT_OF_CAMPAIGN, {"id": campaign_id})
+        return [dict(zip(r._fields, r, strict=True)) for r in rows]
 
     # suppressions ---------------------------------------------------------------------
     async def suppress(self, address: str, reason: str | None) -> dict[str, Any]:
@@ -425,11 +424,7 @@ class MessagingRepository:
     async def list_campaigns(
         self, status: str | None = None, archived: bool = False
     ) -> list[dict[str, Any]]:
-        async with self.db.read() as conn:
-            rows = (
-                await conn.execute(listing(M, archived, bool(status)), {"status": status})
-            ).all()
-        return to_dicts(rows)
+        return to_dicts(await self.db.fetch(listing(M, archived, bool(status)), {"status": status}))
 
     async def running_campaigns(self) -> list[dict[str, Any]]:
         """list_campaigns("running"), by a statement built once (every node, every tick)."""
@@ -446,8 +441,7 @@ class MessagingRepository:
         return await read_by_ids(self.db, _RUNNING_BY_ID, ids)
 
     async def get_campaign(self, campaign_id: int) -> dict[str, Any]:
-        async with self.db.read() as conn:
-            row = (await conn.execute(by_id(M), {"row_id": campaign_id})).first()
+        row = next(iter(await self.db.fetch(by_id(M), {"row_id": campaign_id})), None)
         if row is None:
             raise NotFound(f"Campaign {campaign_id} does not exist.", campaign_id=campaign_id)
         return to_dict(row)  # type: ignore[return-value]
@@ -609,9 +603,7 @@ class MessagingRepository:
         params: dict[str, Any] = {"ids": ids}
         if not self.db.is_postgres:
             params["now"] = utcnow()
-        query = _view_figures_query(self.db.is_postgres)
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query, params)).all()
+        rows = await self.db.fetch(_view_figures_query(self.db.is_postgres), params)
         for part, row_id, label, n in rows:
             if part == "count":
                 figures.counts[row_id][label] = int(n)

@@ -74,15 +74,11 @@ def listing(table: Any, archived: bool, by_status: bool) -> Select[Any]:
 async def read_versions(db: Database, statement: Select[Any]) -> dict[int, int]:
     """`version` by id from a statement selecting (id, version): a narrow read that tells a
     node which rows changed since it last read them whole."""
-    async with db.read() as conn:
-        rows = (await conn.execute(statement)).all()
-    return {int(r.id): int(r.version or 0) for r in rows}
+    return {int(r.id): int(r.version or 0) for r in await db.fetch(statement)}
 
 
 async def read_by_ids(db: Database, statement: Select[Any], ids: list[int]) -> dict[int, Any]:
     """Rows by id from a statement taking the ids as `:ids` (expanding)."""
     if not ids:
         return {}
-    async with db.read() as conn:
-        rows = (await conn.execute(statement, {"ids": ids})).all()
-    return {int(r.id): to_dict(r) for r in rows}
+    return {int(r.id): to_dict(r) for r in await db.fetch(statement, {"ids": ids})}

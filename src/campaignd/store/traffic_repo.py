@@ -169,8 +169,7 @@ class TrafficRepository:
         """The profiles a campaign names, by id, read without its row (so a view can read
         them while it reads the row)."""
         query = _profiles_of_campaign(self.db.is_postgres)
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query, {"campaign_id": campaign_id})).all()
+        rows = await self.db.fetch(query, {"campaign_id": campaign_id})
         return {r.id: to_dict(r) for r in rows}  # type: ignore[misc]
 
     async def get_profiles(self, ids: list[int]) -> list[dict[str, Any]]:
@@ -241,15 +240,10 @@ class TrafficRepository:
     async def list_campaigns(
         self, status: str | None = None, archived: bool = False
     ) -> list[dict[str, Any]]:
-        async with self.db.read() as conn:
-            rows = (
-                await conn.execute(listing(T, archived, bool(status)), {"status": status})
-            ).all()
-        return to_dicts(rows)
+        return to_dicts(await self.db.fetch(listing(T, archived, bool(status)), {"status": status}))
 
     async def get_campaign(self, campaign_id: int) -> dict[str, Any]:
-        async with self.db.read() as conn:
-            row = (await conn.execute(by_id(T), {"row_id": campaign_id})).first()
+        row = next(iter(await self.db.fetch(by_id(T), {"row_id": campaign_id})), None)
         if row is None:
             raise NotFound(
                 f"Traffic campaign {campaign_id} does not exist.", campaign_id=campaign_id
@@ -462,14 +456,9 @@ class TrafficRepository:
     async def windows_after(self, campaign_id: int, after_id: int) -> list[Any]:
         """Stats windows with ids above `after_id`, for an incremental merge of the totals
         (with each window's shard and busy-users gauge)."""
-        async with self.db.read() as conn:
-            return list(
-                (
-                    await conn.execute(
-                        _WINDOWS_AFTER, {"campaign_id": campaign_id, "after_id": after_id}
-                    )
-                ).all()
-            )
+        return await self.db.fetch(
+            _WINDOWS_AFTER, {"campaign_id": campaign_id, "after_id": after_id}
+        )
 
     async def record_window(
         self, campaign_id: int, window: WindowStats, target_rpm: float, active_seconds: float
