@@ -87,6 +87,11 @@ async def _json_codecs(connection: asyncpg.Connection) -> None:
         )
 
 
+async def _no_reset(_connection: asyncpg.Connection) -> None:
+    """These connections only ever run single reads in autocommit: nothing to reset when one
+    is handed back (asyncpg's default reset is a round trip: UNLISTEN, RESET ALL, ...)."""
+
+
 def _server_gone(error: BaseException) -> bool:
     if isinstance(error, (asyncpg.InterfaceError, OSError, ConnectionError, TimeoutError)):
         return True
@@ -117,7 +122,11 @@ class DriverReads:
             async with self._opening:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self.dsn, min_size=0, max_size=self.size, init=_json_codecs
+                        self.dsn,
+                        min_size=0,
+                        max_size=self.size,
+                        init=_json_codecs,
+                        reset=_no_reset,
                     )
         return self._pool
 
