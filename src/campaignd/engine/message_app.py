@@ -400,16 +400,15 @@ class MessageApp:
         for row in rows:
             c = counts[row["id"]]
             held = figures.holders.get(row["id"], [])
-            view = {
-                **{k: v for k, v in row.items() if k not in ("session", "recipient_limit")},
-                "limit": row["recipient_limit"],
-                "sending": bool(held),
-                "nodes": [{"shard": shard, "node": holder} for shard, holder in held],
-                "sent_count": c[SENT],
-                "failed_count": c[FAILED],
-                "sending_count": c[SENDING],
-                "total_recipients": min(row["recipient_limit"], await self._reachable(row, c)),
-            }
+            view = dict(row)
+            view.pop("session", None)
+            view["limit"] = view.pop("recipient_limit")
+            view["sending"] = bool(held)
+            view["nodes"] = [{"shard": shard, "node": holder} for shard, holder in held]
+            view["sent_count"] = c[SENT]
+            view["failed_count"] = c[FAILED]
+            view["sending_count"] = c[SENDING]
+            view["total_recipients"] = min(view["limit"], await self._reachable(row, c))
             problem = segments.stored_problem(row.get("segment"))
             if problem is not None and not row.get("last_error"):
                 view["last_error"] = problem

@@ -79,11 +79,16 @@ def compile_for_driver(statement: Executable, dialect: Dialect) -> DriverStateme
     return DriverStatement(sql, names, fixed)
 
 
+def _json_value(text: str) -> Any:
+    # SQLAlchemy stores a None in a JSON column as JSON's null: most optional columns hold it.
+    return None if text == "null" else json.loads(text)
+
+
 async def _json_codecs(connection: asyncpg.Connection) -> None:
     """json and jsonb as Python values, as SQLAlchemy's asyncpg dialect sets them up."""
     for name in ("json", "jsonb"):
         await connection.set_type_codec(
-            name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            name, encoder=json.dumps, decoder=_json_value, schema="pg_catalog"
         )
 
 
