@@ -43,6 +43,7 @@ def decode_histogram(encoded: str | bytes | None) -> HdrHistogram:
 
 # hdrh keeps its counts in a ctypes array of this native type; read through a memoryview
 # (1.5x faster than slicing the array, which boxes each count through ctypes).
+_PERCENTILE_BLOCK = 512
 _COUNT_SIZE = ctypes.sizeof(new_histogram().counts._type_)
 _COUNT_FORMAT: Literal["Q", "I", "H"] = (
     "Q" if _COUNT_SIZE == 8 else "I" if _COUNT_SIZE == 4 else "H"
@@ -53,16 +54,28 @@ def percentiles(histogram: HdrHistogram, wanted: tuple[float, ...]) -> list[int]
     """HdrHistogram.get_value_at_percentile for several percentiles in one C-speed pass.
 
     hdrh walks its counts in Python once per call (about 10 ms each at a few thousand
-    buckets); a stall that long in the generator's loop would show up as latency.
+    buckets); a stall that long in the generator's loop would show up as latency. Here the
+    counts are added up in blocks, and only the block that holds a percentile is walked.
     Each value is capped at the histogram's max, so p99 never exceeds max.
     """
     top_index = histogram._counts_index_for(histogram.max_value) + 1
     counts = memoryview(histogram.counts).cast("B").cast(_COUNT_FORMAT)[:top_index]
-    cumulative = list(itertools.accumulate(counts))
+    block = _PERCENTILE_BLOCK
+    ends = list(
+        itertools.accumulate(sum(counts[i : i + block]) for i in range(0, top_index, block))
+    )
     ceiling = histogram.get_max_value()
     values = []
     for p in wanted:
-        index = bisect.bisect_left(cumulative, histogram.get_target_count_at_percentile(p))
+        target = histogram.get_target_count_at_percentile(p)
+        found = bisect.bisect_left(ends, target)
+        if found >= len(ends):
+            index = top_index - 1
+        else:
+            start = found * block
+            before = ends[found - 1] if found else 0
+            running = list(itertools.accumulate(counts[start : start + block], initial=before))
+            index = start + bisect.bisect_left(running, target, lo=1) - 1
         value = histogram.get_value_from_index(min(index, top_index - 1))
         values.append(min(histogram.get_highest_equivalent_value(value), ceiling))
     return values
