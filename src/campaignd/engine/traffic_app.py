@@ -267,7 +267,7 @@ class TrafficApp:
             if len(fresh) > INLINE_MERGE_ROWS:
                 merged.totals.merge(await asyncio.to_thread(self.repo.merge_rows, fresh))
             elif fresh:
-                merged.totals.merge(self.repo.merge_rows(fresh))
+                self.repo.merge_rows_into(merged.totals, fresh)
             if fresh:
                 merged.seen.update(r.id for r in fresh)
             for row in rows:

@@ -99,18 +99,24 @@ def _decoded_percentiles(rows: list[tuple[int, str]]) -> list[dict[str, Any]]:
 
 def _merged(rows: Sequence[Any]) -> WindowStats:
     total = WindowStats(started_at=0.0, seconds=0.0)
+    _merge_into(total, rows)
+    return total
+
+
+def _merge_into(total: WindowStats, rows: Sequence[Any]) -> None:
+    """Add stored windows to `total`, each histogram decoded straight into the total's (no
+    window or step held on the way: each of those is a 190 KB histogram to fill and add)."""
     for row in rows:
         total.seconds += row.window_seconds
         total.succeeded += row.requests_succeeded
         total.failed += row.requests_failed
         total.dropped += row.requests_dropped
         total.latency_sum_us += row.latency_sum_us
-        if row.histogram:  # straight into the total (no intermediate histogram to fill)
+        if row.histogram:
             total.histogram.decode_and_add(row.histogram.encode())
         if row.errors:
             total.errors.update(row.errors)
-        total.steps_from_json(row.step_stats)
-    return total
+        total.add_steps_json(row.step_stats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,6 +474,10 @@ class TrafficRepository:
     @staticmethod
     def merge_rows(rows: Sequence[Any]) -> WindowStats:
         return _merged(rows)
+
+    @staticmethod
+    def merge_rows_into(total: WindowStats, rows: Sequence[Any]) -> None:
+        _merge_into(total, rows)
 
     async def cumulative_stats(self, campaign_id: int) -> WindowStats:
         """Every persisted window of the campaign merged into one.

@@ -198,15 +198,26 @@ class WindowStats:
             "iterations_aborted": self.iterations_aborted,
         }
 
-    def steps_from_json(self, data: dict[str, Any] | None) -> None:
+    def add_steps_json(self, data: dict[str, Any] | None) -> None:
+        """Add the steps, checks and iterations stored with a window (steps_to_json), each
+        histogram decoded straight into this window's (no step made on the way)."""
         if not data:
             return
-        other = WindowStats(started_at=0.0, seconds=0.0)
-        other.steps = {n: StepStats.from_wire(s) for n, s in (data.get("steps") or {}).items()}
-        other.checks = {(c[0], c[1]): [int(c[2]), int(c[3])] for c in data.get("checks") or ()}
-        other.iterations = int(data.get("iterations") or 0)
-        other.iterations_aborted = int(data.get("iterations_aborted") or 0)
-        self.merge_steps(other)
+        for name, wire in (data.get("steps") or {}).items():
+            mine = self.steps.get(name)
+            if mine is None:
+                self.steps[name] = mine = StepStats()
+            mine.requests += int(wire["requests"])
+            mine.failed += int(wire["failed"])
+            mine.latency_sum_us += int(wire.get("latency_sum_us", 0))
+            if wire.get("histogram"):
+                mine.histogram.decode_and_add(wire["histogram"].encode())
+        for step, name, passes, fails in data.get("checks") or ():
+            counts = self.checks.setdefault((step, name), [0, 0])
+            counts[0] += int(passes)
+            counts[1] += int(fails)
+        self.iterations += int(data.get("iterations") or 0)
+        self.iterations_aborted += int(data.get("iterations_aborted") or 0)
 
     def to_wire(self) -> dict[str, Any]:
         """A picklable/JSON form for shipping between processes."""
@@ -238,7 +249,7 @@ class WindowStats:
             busy_users=int(data.get("busy_users") or 0),
             busy_now=int(data.get("busy_now") or 0),
         )
-        window.steps_from_json(data.get("step_stats"))
+        window.add_steps_json(data.get("step_stats"))
         return window
 
 
