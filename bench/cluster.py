@@ -36,7 +36,13 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from control_plane import _hammer, _message_campaigns, _percentile, _serve_target
+from control_plane import (
+    _hammer,
+    _message_campaigns,
+    _percentile,
+    _serve_target,
+    _traffic_campaigns,
+)
 from messages import cpu_seconds, postgres_pids
 
 from support.databases import create_postgres_database, drop_postgres_database
@@ -150,24 +156,8 @@ def start_100_campaigns(
     """50 traffic and 50 message campaigns at 60/min each, running; their ids."""
     args = argparse.Namespace(messages=50, rpm=60.0, minutes=seconds / 60 + 1)
     message_ids = _message_campaigns(client, sink.port, args)
-    ids = []
-    for i in range(50):
-        profile = client.post(
-            "/api/traffic/profiles",
-            json={"name": f"p{i}", "requests": [{"method": "GET", "path": f"/c/{i}"}]},
-        ).json()["id"]
-        campaign = client.post(
-            "/api/traffic/campaigns",
-            json={
-                "name": f"c{i}",
-                "target_url": f"http://127.0.0.1:{sink.port}",
-                "user_profile_ids": [profile],
-                "requests_per_minute": 60,
-                "duration_minutes": seconds / 60 + 1,
-                "total_users": 5,
-            },
-        ).json()["id"]
-        ids.append(campaign)
+    ids = _traffic_campaigns(client, sink.port, 50, 60.0, seconds / 60)
+    for campaign in ids:
         client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "running"})
         client.post("/api/traffic/generate", json={"campaign_id": campaign})
     for campaign in message_ids:

@@ -156,6 +156,31 @@ def _message_campaigns(
     return ids
 
 
+def _traffic_campaigns(
+    client: httpx.Client, target_port: int, count: int, rpm: float, minutes: float
+) -> list[int]:
+    """`count` traffic campaigns (drafts), each with its own profile and path on the target."""
+    ids = []
+    for i in range(count):
+        profile = client.post(
+            "/api/traffic/profiles",
+            json={"name": f"p{i}", "requests": [{"method": "GET", "path": f"/c/{i}"}]},
+        ).json()["id"]
+        campaign = client.post(
+            "/api/traffic/campaigns",
+            json={
+                "name": f"c{i}",
+                "target_url": f"http://127.0.0.1:{target_port}",
+                "user_profile_ids": [profile],
+                "requests_per_minute": rpm,
+                "duration_minutes": minutes + 1,
+                "total_users": 5,
+            },
+        ).json()["id"]
+        ids.append(campaign)
+    return ids
+
+
 def _percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else 0.0
@@ -178,24 +203,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         client = httpx.Client(base_url=service.url, timeout=30)
         message_ids = _message_campaigns(client, target_port, args)
-        ids = []
-        for i in range(args.campaigns - args.messages):
-            profile = client.post(
-                "/api/traffic/profiles",
-                json={"name": f"p{i}", "requests": [{"method": "GET", "path": f"/c/{i}"}]},
-            ).json()["id"]
-            campaign = client.post(
-                "/api/traffic/campaigns",
-                json={
-                    "name": f"c{i}",
-                    "target_url": f"http://127.0.0.1:{target_port}",
-                    "user_profile_ids": [profile],
-                    "requests_per_minute": args.rpm,
-                    "duration_minutes": args.minutes + 1,
-                    "total_users": 5,
-                },
-            ).json()["id"]
-            ids.append(campaign)
+        ids = _traffic_campaigns(
+            client, target_port, args.campaigns - args.messages, args.rpm, args.minutes
+        )
         for campaign in ids:
             client.put(f"/api/traffic/campaigns/{campaign}/status", json={"status": "running"})
             client.post("/api/traffic/generate", json={"campaign_id": campaign})
