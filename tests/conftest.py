@@ -17,7 +17,7 @@ from support.databases import (
     drop_postgres_database,
     postgres_unavailable_reason,
 )
-from support.service import ServiceProcess
+from support.service import STOP_TIMEOUT, STOPS, ServiceProcess
 from support.smtp import (  # noqa: F401 - real SMTP servers, as fixtures
     smtp_server,
     tls_smtp_servers,
@@ -105,3 +105,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]
     proc = ServiceProcess(f"sqlite:///{tmp / 'campaignd.db'}", tmp / "service.log").start()
     yield proc
     proc.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How long the campaignd processes took to exit after SIGTERM: a slow stop is a bug."""
+    if not STOPS:
+        return
+    slowest = sorted(STOPS, key=lambda stop: stop.seconds, reverse=True)
+    median = slowest[len(slowest) // 2].seconds
+    killed = [stop for stop in STOPS if stop.killed]
+    terminalreporter.write_sep("=", "campaignd stops (SIGTERM to exit)")
+    terminalreporter.write_line(
+        f"{len(STOPS)} stops, median {median:.2f} s, {len(killed)} killed after {STOP_TIMEOUT:g} s"
+    )
+    for stop in slowest[:5]:
+        note = " (killed)" if stop.killed else ""
+        terminalreporter.write_line(f"{stop.seconds:6.2f}s {stop.test}{note}")

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,20 @@ import httpx
 from support.net import free_port
 
 CAMPAIGND = str(Path(sys.executable).with_name("campaignd"))
+STOP_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class Stop:
+    """How long one `stop()` took from SIGTERM to exit; `killed` past STOP_TIMEOUT."""
+
+    test: str
+    seconds: float
+    killed: bool
+
+
+# Every stop of this session, for the summary at the end (conftest.py).
+STOPS: list[Stop] = []
 
 
 class ServiceProcess:
@@ -95,13 +110,20 @@ class ServiceProcess:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            started = time.monotonic()
             self.process.send_signal(signal.SIGCONT)  # a test may have left it stopped
             self.process.terminate()
+            killed = False
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+                killed = True
+            test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
+            STOPS.append(
+                Stop(f"{test} ({self.name or self.command})", time.monotonic() - started, killed)
+            )
 
     @property
     def log(self) -> str:
