@@ -13,7 +13,8 @@ import pytest
 from campaignd.services import Services
 from campaignd.settings import Settings
 from support.databases import (
-    create_postgres_database,
+    create_migrated_postgres_database,
+    drop_migrated_template,
     drop_postgres_database,
     postgres_unavailable_reason,
 )
@@ -38,7 +39,7 @@ def _fresh_postgres() -> Iterator[str]:
         pytest.fail(reason)
     if reason:
         pytest.skip(reason)
-    url = create_postgres_database()
+    url = create_migrated_postgres_database()
     try:
         yield url
     finally:
@@ -47,7 +48,8 @@ def _fresh_postgres() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database of each kind; PostgreSQL tests skip with a reason when absent."""
+    """A fresh database of each kind (SQLite empty, PostgreSQL already migrated); PostgreSQL
+    tests skip with a reason when absent."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'campaignd.db'}"
         return
@@ -56,7 +58,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database only."""
+    """A fresh PostgreSQL database only, already migrated."""
     yield from _fresh_postgres()
 
 
@@ -105,6 +107,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]
     proc = ServiceProcess(f"sqlite:///{tmp / 'campaignd.db'}", tmp / "service.log").start()
     yield proc
     proc.stop()
+
+
+def pytest_sessionfinish() -> None:
+    drop_migrated_template()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
