@@ -81,14 +81,17 @@ def target() -> Iterator[CountingTarget]:
 
 @pytest.fixture
 def service_factory(tmp_path: Path) -> Iterator[type]:
-    """Start real `campaignd serve` processes; all are stopped at the end of the test."""
+    """Start real `campaignd serve` processes; all are stopped at the end of the test.
+
+    `ready=False` only launches one: several then start side by side, each awaited with
+    `wait_ready()` (migrate the database with the first one before others start on it)."""
     started: list[ServiceProcess] = []
 
-    def start(database_url: str, **kwargs: Any) -> ServiceProcess:
+    def start(database_url: str, ready: bool = True, **kwargs: Any) -> ServiceProcess:
         log = tmp_path / f"service-{len(started)}.log"
         proc = ServiceProcess(database_url, log, **kwargs)
         started.append(proc)
-        return proc.start()
+        return proc.start() if ready else proc.launch()
 
     yield start  # type: ignore[misc]
     for proc in started:
