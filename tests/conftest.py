@@ -56,6 +56,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield from _fresh_postgres()
 
 
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Like database_url, one of each kind for all the tests of a module."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('module-db') / 'campaignd.db'}"
+        return
+    yield from _fresh_postgres()
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database only, already migrated."""
@@ -101,6 +114,18 @@ def service_factory(tmp_path: Path) -> Iterator[type]:
 @pytest.fixture
 def service(service_factory, database_url: str) -> ServiceProcess:  # type: ignore[no-untyped-def]
     return service_factory(database_url)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def module_service(
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """One real server on each kind of database, shared by the tests of a module that do not
+    disturb each other (each works on campaigns of its own, and ends them)."""
+    tmp = tmp_path_factory.mktemp("module-service")
+    proc = ServiceProcess(module_database_url, tmp / "service.log").start()
+    yield proc
+    proc.stop()
 
 
 @pytest.fixture(scope="module")
