@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -293,3 +295,55 @@ async def test_a_kept_alive_connection_gets_the_header_timeout_again(
         assert time.monotonic() - started < SLOW_TIMEOUT + SLACK
     finally:
         writer.close()
+
+
+async def _open(
+    port: int, receive_buffer: int | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    sock = socket.socket()
+    if receive_buffer is not None:  # before connecting, so the advertised window stays small
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return await asyncio.open_connection(sock=sock)
+
+
+@pytest.mark.slow
+async def test_clients_that_hold_connections_do_not_hold_up_a_sigterm(
+    service_factory, tmp_path: Path
+) -> None:
+    """uvicorn waits up to 10 s (timeout_graceful_shutdown) for requests in progress. A body
+    still arriving or a response the client does not read is waiting on the client, not on
+    the server: at a SIGTERM those connections are answered 503 or cut off at once."""
+    server = service_factory(f"sqlite:///{tmp_path / 'stop.db'}")
+    idle = await _open(server.port)
+    idle[1].write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(5):
+        assert (await idle[0].readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+        await idle[0].readexactly(len(b'{"status":"ok"}'))
+    half_headers = await _open(server.port)
+    half_headers[1].write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    half_body = await _open(server.port)
+    half_body[1].write(
+        b"POST /api/audiences HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n"
+    )
+    async with asyncio.timeout(5):  # the route waits for the body
+        assert b"100 Continue" in await half_body[0].readuntil(b"\r\n\r\n")
+    half_body[1].write(b'{"name": ')
+    not_reading = await _open(server.port, receive_buffer=4096)
+    not_reading[1].write(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 40)  # ~5 MB
+    async with asyncio.timeout(5):  # answering has begun; then nothing more is read
+        assert (await not_reading[0].readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+    try:
+        started = time.monotonic()
+        assert server.signal(signal.SIGTERM) == 0
+        took = time.monotonic() - started
+        print(f"exited {took:.2f} s after SIGTERM")
+        assert took < 5.0, f"exited {took:.1f} s after SIGTERM"
+        async with asyncio.timeout(5):
+            assert (await half_body[0].read()).startswith(b"HTTP/1.1 503 ")
+            assert await idle[0].read() == b"" and await half_headers[0].read() == b""
+    finally:
+        for _, writer in (idle, half_headers, half_body, not_reading):
+            writer.close()

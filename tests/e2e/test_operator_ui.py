@@ -49,13 +49,24 @@ def _field_error(page, control_id: str) -> str:  # type: ignore[no-untyped-def]
     return str(note.inner_text())
 
 
+# After a resize, charts are drawn again at their box's width (chart.js: the box's width less
+# 16 px, at least 280), on a report at once, on a monitor at its next refresh; and wide tables
+# are marked as scrolling (dom.js: markWideTables).
+FOLLOWS_THE_WIDTH = """() =>
+  [...document.querySelectorAll("svg.chart")].every((svg) =>
+    Number(svg.getAttribute("width")) ===
+      Math.max(280, Math.round(svg.parentElement.clientWidth || 600) - 16)) &&
+  [...document.querySelectorAll(".table-wrap")].every((wrap) =>
+    wrap.classList.contains("scrolls") === wrap.scrollWidth > wrap.clientWidth + 1)"""
+
+
 def _shoot_both(page, name: str) -> None:  # type: ignore[no-untyped-def]
     """The page as it stands, at 1280 px and at 390 px."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     size = page.viewport_size
     for width, suffix in ((1280, "1280"), (390, "390")):
         page.set_viewport_size({"width": width, "height": 900 if width > 600 else 844})
-        page.wait_for_timeout(1200)  # charts redraw at the new width on the next refresh
+        page.wait_for_function(FOLLOWS_THE_WIDTH)
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{suffix}.png"), full_page=True)
     page.set_viewport_size(size)
 

@@ -11,9 +11,11 @@ from sqlalchemy import select, update
 
 from campaignd.domain.errors import Conflict, IllegalTransition, NotFound
 from campaignd.domain.statuses import Actor, CampaignStatus
+from campaignd.engine import stats_writer
+from campaignd.engine.stats_writer import StatsWriter
 from campaignd.services import Services
 from campaignd.store.tables import campaign_events, traffic_campaigns
-from campaignd.store.traffic_repo import in_order
+from campaignd.store.traffic_repo import PendingWindow, in_order
 from campaignd.traffic.stats import WindowRecorder
 
 PROFILE = {"name": "browse", "requests": [{"method": "GET", "path": "/", "weight": 1}]}
@@ -196,6 +198,22 @@ async def test_stats_windows_merge_without_losing_precision(services: Services) 
     assert totals.histogram.get_value_at_percentile(99) <= totals.histogram.get_max_value()
     fetched = await services.traffic.get_campaign(campaign["id"])
     assert fetched["active_seconds"] == 3.0
+
+
+async def test_the_stats_writer_stops_at_once_and_writes_what_was_pending(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stats_writer, "FLUSH_SECONDS", 30.0)
+    campaign = await _campaign(services)
+    writer = StatsWriter(services.traffic)
+    writer.start()
+    await asyncio.sleep(0)  # its loop now waits for the next flush, 30 s away
+    recorder = WindowRecorder()
+    recorder.success(0.01)
+    writer.submit(PendingWindow(campaign["id"], recorder.cut(), 60.0, 1.0))
+    async with asyncio.timeout(5):  # not the 30 s to the next flush
+        await writer.stop()
+    assert (await services.traffic.cumulative_stats(campaign["id"])).succeeded == 1
 
 
 async def test_unknown_ids_are_not_found(services: Services) -> None:

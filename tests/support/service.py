@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,21 @@ import httpx
 from support.net import free_port
 
 CAMPAIGND = str(Path(sys.executable).with_name("campaignd"))
+STOP_TIMEOUT = 15.0
+READY_POLL_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class Stop:
+    """How long one `stop()` took from SIGTERM to exit; `killed` past STOP_TIMEOUT."""
+
+    test: str
+    seconds: float
+    killed: bool
+
+
+# Every stop of this session, for the summary at the end (conftest.py).
+STOPS: list[Stop] = []
 
 
 class ServiceProcess:
@@ -42,6 +58,10 @@ class ServiceProcess:
         self.token = env.get("CAMPAIGND_API_TOKEN")
 
     def start(self, timeout: float = 20.0) -> ServiceProcess:
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> ServiceProcess:
+        """Start the process without waiting for it (see wait_ready): several start at once."""
         env = {**os.environ, "CAMPAIGND_DATABASE_URL": self.database_url, **self.env}
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         argv = [CAMPAIGND, self.command, *self.args]
@@ -50,24 +70,28 @@ class ServiceProcess:
         if self.name:
             argv += ["--name", self.name]
         self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> ServiceProcess:
+        """Until `serve` answers /healthz, or a `worker` has logged node.started."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"campaignd exited early:\n{self.log_path.read_text()[-3000:]}")
-            if self.command == "worker":
-                if '"node.started"' in self.log:
+        with httpx.Client(timeout=0.5) as probe:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"campaignd exited early:\n{self.log[-3000:]}")
+                if self._ready(probe):
                     return self
-                time.sleep(0.1)
-                continue
-            try:
-                if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(
-            f"campaignd did not become healthy:\n{self.log_path.read_text()[-3000:]}"
-        )
+                time.sleep(READY_POLL_SECONDS)
+        raise RuntimeError(f"campaignd did not become healthy:\n{self.log[-3000:]}")
+
+    def _ready(self, probe: httpx.Client) -> bool:
+        if self.command == "worker":
+            return '"node.started"' in self.log
+        try:
+            return probe.get(self.url + "/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def client(self, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -95,13 +119,20 @@ class ServiceProcess:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            started = time.monotonic()
             self.process.send_signal(signal.SIGCONT)  # a test may have left it stopped
             self.process.terminate()
+            killed = False
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+                killed = True
+            test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
+            STOPS.append(
+                Stop(f"{test} ({self.name or self.command})", time.monotonic() - started, killed)
+            )
 
     @property
     def log(self) -> str:

@@ -17,6 +17,11 @@ one byte at a time holds a connection, and a file descriptor, for as long as it 
   answered in milliseconds.
 
 On expiry the connection is answered 408 when no response has started, then closed.
+
+When the server stops, uvicorn waits up to timeout_graceful_shutdown (10 s) for requests in
+progress. A request still waiting on its client is not the server's work: one whose body is
+still arriving is answered 503 at once, and a response the client does not read (writes paused
+for STALLED_READER_SECONDS) is cut off, so stalled clients cannot hold up the exit.
 """
 
 from __future__ import annotations
@@ -45,11 +50,15 @@ TIMEOUT_408 = _plain(b"408 Request Timeout", b"The request was not received in t
 BUSY_503 = _plain(
     b"503 Service Unavailable", b"Too many open connections; retry shortly.", b"retry-after: 1\r\n"
 )
+STOPPING_503 = _plain(
+    b"503 Service Unavailable", b"The server is stopping; retry shortly.", b"retry-after: 1\r\n"
+)
 
 
 REFUSED_LINGER_SECONDS = 0.5
 # A body still arriving after this long may give way to a new connection at the cap.
 BODY_GRACE_SECONDS = 2.0
+STALLED_READER_SECONDS = 1.0
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -67,6 +76,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._read_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._stopping = False
+        self._stall_timer: asyncio.TimerHandle | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings) -> type[GuardedHttpProtocol]:
@@ -136,11 +147,44 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._forgive_stall()
         self._stop_waiting()
         self._in_body.pop(self, None)
         if self._refused:
             return
         super().connection_lost(exc)
+
+    # The server stops: see the module's docstring.
+    def shutdown(self) -> None:
+        self._stopping = True
+        if self in self._in_body and self.cycle is not None and not self.cycle.response_started:
+            self._disarm()
+            self._in_body.pop(self, None)
+            self.transport.write(STOPPING_503)
+            self.transport.close()
+            return
+        if self.flow is not None and self.flow.write_paused:
+            self._watch_stall()
+        super().shutdown()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stopping:
+            self._watch_stall()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._forgive_stall()
+
+    def _watch_stall(self) -> None:
+        if self._stall_timer is None:
+            # abort, not close: close would wait for the client to read what is buffered.
+            self._stall_timer = self.loop.call_later(STALLED_READER_SECONDS, self.transport.abort)
+
+    def _forgive_stall(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
 
     # Parser callbacks: the header clock starts with each request, the body clock after it.
     def on_message_begin(self) -> None:

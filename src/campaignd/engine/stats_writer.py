@@ -26,6 +26,7 @@ class StatsWriter:
         self._task: asyncio.Task[None] | None = None
         self.database_down = False
         self._running = True
+        self._stopping = asyncio.Event()
 
     def submit(self, window: PendingWindow) -> None:
         self._pending.append(window)
@@ -39,12 +40,15 @@ class StatsWriter:
     def start(self) -> None:
         if self._task is None:
             self._running = True
+            self._stopping.clear()
             self._task = asyncio.create_task(self._run(), name="traffic-stats-writer")
 
     async def stop(self) -> None:
         # No cancel: a write cancelled after its commit would leave its windows pending and
-        # write them twice. The loop ends after its current flush; then the rest is written.
+        # write them twice. The loop ends after its current flush (its wait between flushes is
+        # cut short); then the rest is written.
         self._running = False
+        self._stopping.set()
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await self._task
@@ -54,7 +58,10 @@ class StatsWriter:
 
     async def _run(self) -> None:
         while self._running:
-            await asyncio.sleep(FLUSH_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), FLUSH_SECONDS)
+            if not self._running:
+                return
             try:
                 await self.flush()
             except Exception:

@@ -14,6 +14,12 @@ from support.traffic_flow import info, make_campaign, make_profile, start, wait_
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module")
+def service(module_service: ServiceProcess) -> ServiceProcess:
+    """Each test counts at a target of its own and stops or completes its campaign."""
+    return module_service
+
+
 def test_seed_flow_draft_refused_then_runs_and_completes(
     service: ServiceProcess, target: CountingTarget
 ) -> None:

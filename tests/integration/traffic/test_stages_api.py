@@ -11,6 +11,12 @@ from support.traffic_flow import make_campaign, make_profile, start, wait_for_st
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module")
+def service(module_service: ServiceProcess) -> ServiceProcess:
+    """The staged campaign counts at a target of its own and completes."""
+    return module_service
+
+
 def test_a_staged_campaign_ramps_and_completes_after_its_stages(
     service: ServiceProcess, target: CountingTarget
 ) -> None:
