@@ -3,7 +3,6 @@ outlive the server dropping their connections."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -13,7 +12,6 @@ from sqlalchemy.exc import OperationalError
 
 from campaignd.domain.statuses import CampaignStatus
 from campaignd.services import Services
-from campaignd.settings import Settings
 from campaignd.store.cluster_repo import _live_holders
 from campaignd.store.db import Database
 from campaignd.store.messaging_repo import (
@@ -42,13 +40,9 @@ _NOT_AMONG = select(T.c.id).where(T.c.id.not_in(bindparam("ids", expanding=True)
 
 
 @pytest.fixture
-async def services(postgres_url: str) -> AsyncIterator[Services]:
-    svc = Services.build(Settings(database_url=postgres_url, drain_seconds=0.2))
-    await svc.start()
-    try:
-        yield svc
-    finally:
-        await svc.stop()
+def database_url(postgres_url: str) -> str:
+    """PostgreSQL only: `services` (conftest) runs on it."""
+    return postgres_url
 
 
 async def _campaigns(svc: Services) -> tuple[int, int]:
