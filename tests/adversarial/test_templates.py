@@ -253,25 +253,26 @@ async def test_a_small_plain_template_is_checked_without_a_worker_process() -> N
         await checker.shutdown()
 
 
-def test_service_stop_leaves_no_template_worker(service: ServiceProcess) -> None:
+def _previewed_in_workers(service: ServiceProcess) -> list[psutil.Process]:
+    """The template workers a preview ran in."""
     with service.client() as client:
         preview = client.post("/api/campaigns/preview", json={"message": "{{ 'Hi'|upper }}"})
         assert preview.json()["rendered"] == "HI"
-        assert service.process is not None
-        workers = _workers(service.process.pid)
-        assert workers, "the preview ran in a worker process"
-        assert service.signal(signal.SIGTERM) == 0
+    assert service.process is not None
+    workers = _workers(service.process.pid)
+    assert workers, "the preview ran in a worker process"
+    return workers
+
+
+def test_service_stop_leaves_no_template_worker(service: ServiceProcess) -> None:
+    workers = _previewed_in_workers(service)
+    assert service.signal(signal.SIGTERM) == 0
     _gone, alive = psutil.wait_procs(workers, timeout=10)
     assert alive == []
 
 
 def test_a_killed_service_leaves_no_template_worker(service: ServiceProcess) -> None:
-    with service.client() as client:
-        preview = client.post("/api/campaigns/preview", json={"message": "{{ 'Hi'|upper }}"})
-        assert preview.json()["rendered"] == "HI"
-        assert service.process is not None
-        workers = _workers(service.process.pid)
-        assert workers, "the preview ran in a worker process"
-        service.kill()  # kill -9: the service stops nothing itself
+    workers = _previewed_in_workers(service)
+    service.kill()  # kill -9: the service stops nothing itself
     _gone, alive = psutil.wait_procs(workers, timeout=10)
     assert alive == [], "an orphaned worker outlived the service"
