@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/cluster.py [--contacts 20000] [--seconds 60] [--clients 8]
                                       [--skip-deliveries] [--skip-api] [--setup serve|no-engine]
-                                      [--by-route] [--worker-nice N]
+                                      [--by-route] [--worker-nice N] [--route-cpu N]
 
 On one fresh PostgreSQL database per run, with a loopback webhook sink in its own process:
 
@@ -13,6 +13,9 @@ On one fresh PostgreSQL database per run, with a loopback webhook sink in its ow
    `--seconds` while 100 campaigns run (50 traffic, 50 message, 60/min each, as in
    bench/control_plane.py), engine in the API process (`serve`) vs `serve --no-engine` + 2
    workers.
+
+`--route-cpu N` instead measures each route's API CPU per request (one client, N requests
+each, 100 campaigns running, the API's idle CPU taken off).
 
 Everything stays on 127.0.0.1 and stops by itself.
 """
