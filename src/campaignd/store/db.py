@@ -50,7 +50,7 @@ def iso(value: datetime | None) -> str | None:
     if text is None:
         if len(_ISO_TEXT) >= _ISO_TEXT_MAX:
             _ISO_TEXT.clear()
-        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        utc = as_utc(value).astimezone(UTC)  # type: ignore[union-attr]
         text = _ISO_TEXT[value] = utc.isoformat().replace("+00:00", "Z")
     return text
 

@@ -18,10 +18,7 @@ from campaignd.store.db import Database, iso
 
 
 def to_dict(row: Row[Any] | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    values = zip(row._fields, row, strict=True)
-    return {k: (iso(v) if isinstance(v, datetime) else v) for k, v in values}
+    return None if row is None else to_dicts([row])[0]
 
 
 def to_dicts(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
